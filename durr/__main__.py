@@ -1,0 +1,5 @@
+import sys
+
+from durr.cli import main
+
+sys.exit(main())
