@@ -1,0 +1,160 @@
+"""The moving-endpoint restorer: ``x_{n+1} = x_n + F(x_n, y)``, ``x_0 = y``, stopped per image.
+
+Readable in one sitting: ``DURR.rollout`` is the whole inference algorithm. Stopping modes:
+
+- ``"policy"``: stop at the first step whose stop probability exceeds 0.5;
+- ``"fixed"``: run exactly ``steps`` steps;
+- ``"oracle"``: run to ``max_steps`` and keep the best step according to a score that needs
+  the clean image (evaluation only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from durr.control.features import noise_sigma, state_features
+from durr.control.normalize import from_model, robust_scale, to_model
+from durr.control.policy import PolicyConfig, StopPolicy
+from durr.control.unit import RestorationUnit, UnitConfig
+
+MODES = ("policy", "fixed", "oracle")
+
+
+@dataclass
+class DURRConfig:
+    """Everything needed to rebuild a model; saved as ``config.json`` in its folder."""
+
+    modality: str = "MR"            # "CT", "MR" or "OT": selects the normalisation
+    family: str = "mr-rician"       # the degradation it was trained on
+    rule: str = "euler"             # step rule (``durr.schemes.rule_names()``)
+    max_steps: int = 40             # hard cap on steps at inference
+    unit: UnitConfig = field(default_factory=UnitConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DURRConfig":
+        d = dict(d)
+        unit = UnitConfig(**d.pop("unit", {}))
+        policy = PolicyConfig(**d.pop("policy", {}))
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(unit=unit, policy=policy, **known)
+
+
+@dataclass
+class Rollout:
+    """Result of restoring a batch.
+
+    output : (B, 1, H, W) the estimate at the stopping step (same domain as the input).
+    steps : (B,) int64, the number of steps executed for each image (its terminal time).
+    stop_prob : (B, T+1) the policy's stop probability at steps 0..T (policy mode), else None.
+    trajectory : list of (B, 1, H, W) estimates at steps 0..T when ``record=True``.
+    """
+
+    output: torch.Tensor
+    steps: torch.Tensor
+    stop_prob: torch.Tensor | None = None
+    trajectory: list[torch.Tensor] | None = None
+
+
+class DURR(nn.Module):
+    """Restoration unit + step rule + stopping policy."""
+
+    def __init__(self, config: DURRConfig | None = None):
+        super().__init__()
+        self.config = config = config or DURRConfig()
+        self.unit = RestorationUnit(config.unit)
+        self.policy = StopPolicy(config.policy)
+        if config.rule == "euler":
+            self.rule = None  # the default, inlined: x + F(x, y)
+        else:
+            from durr.schemes import make_rule
+
+            self.rule = make_rule(config.rule, max_steps=config.max_steps)
+
+    # -- the dynamic -------------------------------------------------------------------------
+    def init_state(self, y: torch.Tensor):
+        return None if self.rule is None else self.rule.init_state(y)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, state, n: int):
+        """One step of the dynamic from ``x`` (B, 1, H, W); returns (x_next, state)."""
+        if self.rule is None:
+            return x + self.unit(x, y), state
+        return self.rule.step(lambda z: self.unit(z, y), x, state, n)
+
+    def unroll(self, y: torch.Tensor, steps: int) -> list[torch.Tensor]:
+        """Estimates at steps 0..steps, each (B, 1, H, W), working domain, with gradients."""
+        xs, state = [y], self.init_state(y)
+        for n in range(steps):
+            x, state = self.step(xs[-1], y, state, n)
+            xs.append(x)
+        return xs
+
+    # -- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(self, y: torch.Tensor, mode: str = "policy", steps: int | None = None,
+                max_steps: int | None = None, score: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                record: bool = False) -> Rollout:
+        """Restore ``y`` (B, 1, H, W) in the working domain.
+
+        steps : the step count for ``mode="fixed"``.
+        max_steps : cap (default ``config.max_steps``).
+        score : for ``mode="oracle"``, maps an estimate (B, 1, H, W) to a (B,) score, higher
+            better (for example minus the squared error to the clean image).
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
+        cap = self.config.max_steps if max_steps is None else int(max_steps)
+        if mode == "fixed":
+            if steps is None or steps < 0:
+                raise ValueError("mode='fixed' needs steps >= 0")
+            cap = int(steps)
+        if mode == "oracle" and score is None:
+            raise ValueError("mode='oracle' needs a score function (it uses the clean image)")
+
+        batch = y.shape[0]
+        x, x_prev, state = y, y, self.init_state(y)
+        active = torch.ones(batch, dtype=torch.bool, device=y.device)
+        taken = torch.zeros(batch, dtype=torch.long, device=y.device)
+        sigma_y = noise_sigma(y) if mode == "policy" else None
+        probs, trajectory = [], [x] if record else None
+        best, best_step = x, torch.zeros_like(taken)
+        best_score = score(x) if mode == "oracle" else None
+        for n in range(cap + 1):
+            if mode == "policy":
+                p = self.policy.stop_probability(state_features(x, x_prev, y, n, sigma_y))
+                probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
+                active = active & (p <= 0.5)
+            if n == cap or not active.any():
+                break
+            x_next, state = self.step(x, y, state, n)
+            x_prev, x = x, torch.where(active[:, None, None, None], x_next, x)
+            taken += active.long()
+            if record:
+                trajectory.append(x)
+            if mode == "oracle":
+                s = score(x)
+                better = s > best_score
+                best = torch.where(better[:, None, None, None], x, best)
+                best_score = torch.where(better, s, best_score)
+                best_step = torch.where(better, torch.full_like(best_step, n + 1), best_step)
+        if mode == "oracle":
+            return Rollout(best, best_step, None, trajectory)
+        stop_prob = torch.stack(probs, dim=1) if probs else None
+        return Rollout(x, taken, stop_prob, trajectory)
+
+    @torch.no_grad()
+    def restore(self, degraded: torch.Tensor, mode: str = "policy", **kwargs) -> Rollout:
+        """Restore images in physical units (B, 1, H, W); the result is in physical units."""
+        scale = robust_scale(degraded, self.config.modality)
+        out = self.rollout(to_model(degraded, scale), mode=mode, **kwargs)
+        out.output = from_model(out.output, scale)
+        if out.trajectory is not None:
+            out.trajectory = [from_model(t, scale) for t in out.trajectory]
+        return out

@@ -1,0 +1,108 @@
+"""Training pairs: degraded and clean patches in the model's working domain, at seen levels.
+
+Randomness comes only from the ``torch.Generator`` passed to ``sample``, so a run is
+reproducible from its seed and resumable from the generator's saved state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from durr.control.normalize import robust_scale, to_model
+
+
+def severity(family: str, level: torch.Tensor) -> torch.Tensor:
+    """A level mapped to 'how heavy' (monotone increasing, proportional to the noise std).
+
+    ``ct-lowdose`` levels are dose fractions (smaller is heavier): severity 1/sqrt(d).
+    Every other family's level already grows with the noise.
+    """
+    level = torch.as_tensor(level, dtype=torch.float64)
+    if family == "ct-lowdose":
+        return level.clamp_min(1e-6).rsqrt()
+    return level
+
+
+def sample_seen_levels(family: str, seen: tuple[float, float], n: int,
+                       generator: torch.Generator) -> torch.Tensor:
+    """n levels (float64) uniform in severity over the seen range."""
+    lo, hi = severity(family, torch.tensor(seen, dtype=torch.float64)).sort().values.tolist()
+    sev = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
+    return sev.pow(-2.0) if family == "ct-lowdose" else sev
+
+
+@dataclass
+class Pairs:
+    """degraded, clean: (B, 1, P, P) working domain; level: (B,) float64 in the family's unit."""
+
+    degraded: torch.Tensor
+    clean: torch.Tensor
+    level: torch.Tensor
+
+
+class PairSampler:
+    """Random crops of degraded/clean slice pairs.
+
+    Two sources: clean slices degraded on the fly (cheap families), or a bank of slices
+    degraded beforehand (``ct-lowdose``, whose FBP is too slow to run per batch).
+
+    Parameters
+    ----------
+    clean : list of (H, W) float32 arrays in physical units (each at least ``patch`` wide).
+    degradation : a ``durr.degrade.Degradation``.
+    modality : "CT", "MR" or "OT" (the working-domain normalisation).
+    patch : crop side in pixels.
+    spacings : pixel spacing per slice in mm (CT physics only).
+    bank : optional (degraded list, reference list, level tensor) replacing on-the-fly degradation.
+    """
+
+    def __init__(self, clean: list[np.ndarray], degradation, modality: str, patch: int = 64,
+                 spacings: list[float] | None = None, bank=None):
+        if not clean and bank is None:
+            raise ValueError("PairSampler needs at least one clean slice")
+        self.clean = [torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in clean]
+        self.degradation = degradation
+        self.modality = modality
+        self.patch = patch
+        self.spacings = spacings or [0.7] * len(clean)
+        self.bank = bank
+        sizes = [t.shape for t in (bank[0] if bank else self.clean)]
+        too_small = [s for s in sizes if min(s) < patch]
+        if too_small:
+            raise ValueError(f"{len(too_small)} slices are smaller than the patch size {patch}: {too_small[:3]}")
+
+    def _crop(self, a: torch.Tensor, b: torch.Tensor, generator: torch.Generator):
+        h, w = a.shape[-2:]
+        i = int(torch.randint(0, h - self.patch + 1, (1,), generator=generator))
+        j = int(torch.randint(0, w - self.patch + 1, (1,), generator=generator))
+        sl = (..., slice(i, i + self.patch), slice(j, j + self.patch))
+        return a[sl], b[sl]
+
+    def sample(self, batch: int, generator: torch.Generator) -> Pairs:
+        """Draw ``batch`` pairs."""
+        ys, xs, levels = [], [], []
+        if self.bank is not None:
+            degraded, reference, bank_levels = self.bank
+            idx = torch.randint(0, len(degraded), (batch,), generator=generator).tolist()
+            for k in idx:
+                y, x = degraded[k][None, None], reference[k][None, None]
+                scale = robust_scale(y, self.modality)
+                y, x = self._crop(to_model(y, scale), to_model(x, scale), generator)
+                ys.append(y)
+                xs.append(x)
+            levels = bank_levels[idx]
+        else:
+            deg = self.degradation
+            idx = torch.randint(0, len(self.clean), (batch,), generator=generator).tolist()
+            levels = sample_seen_levels(deg.name, deg.seen, batch, generator)
+            for k, level in zip(idx, levels.tolist()):
+                clean = self.clean[k][None, None]
+                out = deg(clean, level, generator=generator, spacing_mm=self.spacings[k])
+                scale = robust_scale(out.noisy, self.modality)
+                y, x = self._crop(to_model(out.noisy, scale), to_model(out.reference, scale), generator)
+                ys.append(y)
+                xs.append(x)
+        return Pairs(torch.cat(ys), torch.cat(xs), torch.as_tensor(levels, dtype=torch.float64))

@@ -1,0 +1,130 @@
+"""Stage 1: train the restoration unit on seen levels (and, the same way, the fixed-depth baseline).
+
+The DURR unit is unrolled to the number of steps the schedule assigns to each image's level
+and supervised there; a lighter loss on the next ``overshoot_steps`` estimates asks the
+dynamic not to fall apart right after its target time, which is what lets a policy stop
+late without harm.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from durr.control.baseline import FixedDepthCNN
+from durr.control.restorer import DURR
+from durr.data.sampling import PairSampler
+from durr.train.checkpoint import load_checkpoint, save_checkpoint
+from durr.train.device import autocast
+from durr.train.log import CSVLog
+from durr.train.schedule import StepSchedule
+
+
+@dataclass
+class Stage1Config:
+    iterations: int = 1500
+    batch: int = 16
+    patch: int = 64
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    grad_clip: float = 1.0
+    seed: int = 0
+    n_min: int = 2            # schedule: steps at the mildest seen level
+    n_max: int = 7            # schedule: steps at the heaviest seen level
+    overshoot_steps: int = 2
+    overshoot_weight: float = 0.2
+    checkpoint_every: int = 50
+    log_every: int = 10
+
+
+def cosine_lr(cfg: Stage1Config, iteration: int) -> float:
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * iteration / cfg.iterations))
+
+
+def durr_loss(model: DURR, y, x, steps: torch.Tensor, cfg: Stage1Config) -> torch.Tensor:
+    """MSE at each image's scheduled step (+ weighted overshoot). y, x (B,1,P,P); steps (B,)."""
+    horizon = int(steps.max()) + cfg.overshoot_steps
+    xs = torch.stack(model.unroll(y, horizon))             # (T+1, B, 1, P, P)
+    batch_idx = torch.arange(y.shape[0], device=y.device)
+    per_step = (xs - x.unsqueeze(0)).pow(2).flatten(2).mean(2)  # (T+1, B)
+    loss = per_step[steps, batch_idx].mean()
+    for k in range(1, cfg.overshoot_steps + 1):
+        loss = loss + cfg.overshoot_weight / cfg.overshoot_steps * per_step[steps + k, batch_idx].mean()
+    return loss
+
+
+def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config, out_dir: str | Path,
+                 device: torch.device = torch.device("cpu"), family: str | None = None,
+                 seen: tuple[float, float] | None = None, progress: bool = True,
+                 stop_after: int | None = None) -> dict:
+    """Train ``model`` (a ``DURR`` or a ``FixedDepthCNN``) and checkpoint to ``out_dir``.
+
+    Resumes from ``out_dir/checkpoint.pt`` when it exists. ``stop_after`` ends the run early
+    at that iteration (as a kill would), for tests. Returns a summary dict.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    is_durr = isinstance(model, DURR)
+    if not is_durr and not isinstance(model, FixedDepthCNN):
+        raise TypeError(f"train_stage1 trains DURR or FixedDepthCNN, got {type(model).__name__}")
+    schedule = StepSchedule(family or sampler.degradation.name, seen or tuple(sampler.degradation.seen),
+                            cfg.n_min, cfg.n_max) if is_durr else None
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    start, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start, elapsed = int(state["iteration"]), float(state["elapsed"])
+    log = CSVLog(out_dir / "log.csv", ["iteration", "loss", "identity_loss", "psnr", "mean_steps", "lr",
+                                      "seconds"], resume_from=start)
+
+    def checkpoint(iteration: int) -> None:
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "generator": generator.get_state(), "iteration": iteration,
+                                    "elapsed": elapsed, "config": asdict(cfg)})
+
+    end = cfg.iterations if stop_after is None else min(stop_after, cfg.iterations)
+    bar = tqdm(range(start, end), initial=start, total=cfg.iterations, disable=not progress,
+               desc=f"stage 1 ({'DURR' if is_durr else 'fixed CNN'})", unit="it")
+    t0 = time.perf_counter()
+    for it in bar:
+        pairs = sampler.sample(cfg.batch, generator)
+        y, x = pairs.degraded.to(device), pairs.clean.to(device)
+        lr = cosine_lr(cfg, it)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with autocast(device):
+            if is_durr:
+                steps = schedule.steps(pairs.level).to(device)
+                loss = durr_loss(model, y, x, steps, cfg)
+            else:
+                steps = torch.zeros(1)
+                loss = F.mse_loss(model(y), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if (it + 1) % cfg.log_every == 0 or it + 1 == end:
+            identity = F.mse_loss(y, x).item()
+            elapsed_now = elapsed + time.perf_counter() - t0
+            psnr = 10 * math.log10(1.0 / max(loss.item(), 1e-12))
+            log.write({"iteration": it + 1, "loss": loss.item(), "identity_loss": identity, "psnr": psnr,
+                       "mean_steps": float(steps.float().mean()), "lr": lr, "seconds": elapsed_now})
+            bar.set_postfix(loss=f"{loss.item():.2e}", vs_identity=f"{loss.item() / max(identity, 1e-12):.2f}")
+        if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == end:
+            elapsed += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            checkpoint(it + 1)
+    bar.close()
+    return {"iterations": end, "seconds": elapsed, "final_loss": float(loss.item()) if end > start else None}

@@ -1,0 +1,70 @@
+"""Stage 2: the stopping policy, trained by REINFORCE with the restorer frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from durr.control.features import noise_sigma, state_features
+from durr.control.restorer import DURR
+from durr.control.reward import working_psnr
+from durr.data.sampling import PairSampler
+from durr.train.reinforce import ReinforceConfig, train_policy
+
+
+@dataclass
+class Stage2Config:
+    episodes: int = 384          # rollouts in the bank
+    patch: int = 128             # larger than stage 1's: the policy's statistics need context
+    horizon: int = 24            # steps each rollout is run to
+    chunk: int = 32
+    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
+
+
+@torch.no_grad()
+def build_rollout_bank(model: DURR, sampler: PairSampler, episodes: int, horizon: int,
+                       generator: torch.Generator, chunk: int = 32, progress: bool = True):
+    """Roll the frozen restorer forward on sampled pairs.
+
+    Returns features (N, T+1, F), psnr (N, T+1) and levels (N,).
+    """
+    model.eval()
+    feats, psnrs, levels = [], [], []
+    bar = tqdm(total=episodes, disable=not progress, desc="stage 2 rollouts", unit="ep")
+    done = 0
+    while done < episodes:
+        pairs = sampler.sample(min(chunk, episodes - done), generator)
+        y, clean = pairs.degraded, pairs.clean
+        sigma_y = noise_sigma(y)
+        xs = model.unroll(y, horizon)
+        feats.append(torch.stack([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y)
+                                  for n, x in enumerate(xs)], dim=1))
+        psnrs.append(torch.stack([working_psnr(x, clean, model.config.modality) for x in xs], dim=1))
+        levels.append(pairs.level)
+        done += y.shape[0]
+        bar.update(y.shape[0])
+    bar.close()
+    return torch.cat(feats), torch.cat(psnrs).double(), torch.cat(levels)
+
+
+def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress: bool = True) -> dict:
+    """Fit ``model.policy`` in place. Returns a summary with the REINFORCE log."""
+    for p in model.unit.parameters():
+        p.requires_grad_(False)
+    generator = torch.Generator().manual_seed(cfg.reinforce.seed)
+    features, psnr, levels = build_rollout_bank(model, sampler, cfg.episodes, cfg.horizon, generator,
+                                                cfg.chunk, progress)
+    bar = tqdm(total=cfg.reinforce.iterations, disable=not progress, desc="stage 2 REINFORCE", unit="it")
+
+    def report(row):
+        bar.update(100)
+        bar.set_postfix(ret=f"{row['greedy_return']:.2f}", oracle=f"{row['oracle_return']:.2f}",
+                        steps=f"{row['mean_steps']:.1f}")
+
+    history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report)
+    bar.close()
+    for p in model.unit.parameters():
+        p.requires_grad_(True)
+    return {"history": history, "bank_levels": levels, "bank_oracle_steps": psnr.argmax(1)}
