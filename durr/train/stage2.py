@@ -67,4 +67,4 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
     bar.close()
     for p in model.unit.parameters():
         p.requires_grad_(True)
-    return {"history": history, "bank_levels": levels, "bank_oracle_steps": psnr.argmax(1)}
+    return {"history": history, "bank_levels": levels, "bank_psnr": psnr}

@@ -1,0 +1,37 @@
+"""Pre-degraded CT slices: FBP is too slow to run per training batch, so it runs once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from durr.data.sampling import sample_seen_levels
+from durr.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+def build_ct_bank(images: list[np.ndarray], spacings: list[float], degradation, per_slice: int,
+                  seed: int, cache: Path | None = None, progress: bool = True):
+    """``per_slice`` degraded realisations of each slice, at levels uniform in severity over the seen range.
+
+    Returns (degraded list of (H, W) tensors, reference list, levels (N,) float64), cached
+    to ``cache`` (a .pt file read back with weights_only) when given.
+    """
+    if cache is not None and Path(cache).exists():
+        state = load_checkpoint(cache)
+        return list(state["degraded"]), list(state["reference"]), state["levels"]
+    generator = torch.Generator().manual_seed(seed)
+    degraded, reference, levels = [], [], []
+    for image, spacing in tqdm(list(zip(images, spacings)), desc="CT bank (FBP)", unit="slice", disable=not progress):
+        lv = sample_seen_levels(degradation.name, degradation.seen, per_slice, generator)
+        clean = torch.from_numpy(image)[None, None].expand(per_slice, 1, *image.shape).contiguous()
+        out = degradation(clean, lv.float(), generator=generator, spacing_mm=spacing)
+        degraded += list(out.noisy[:, 0].float())
+        reference += list(out.reference[:, 0].float())
+        levels.append(lv)
+    levels = torch.cat(levels)
+    if cache is not None:
+        save_checkpoint(cache, {"degraded": degraded, "reference": reference, "levels": levels})
+    return degraded, reference, levels

@@ -1,0 +1,139 @@
+"""The whole training recipe of a shipped model: stage 1 (DURR and the fixed-depth baseline,
+same data and iteration budget), the fixed step count, stage 2 (the policy), the model folder.
+
+Every stage checkpoints under ``work_dir`` and resumes when rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from durr.control.baseline import FixedCNNConfig, FixedDepthCNN
+from durr.control.restorer import DURR, DURRConfig
+from durr.data.corpus import DEFAULT_CORPUS, load_split
+from durr.data.sampling import PairSampler
+from durr.data.sources import GROUP_OF_FAMILY
+from durr.infer.model_io import save_model
+from durr.train.checkpoint import load_checkpoint
+from durr.train.ct_bank import build_ct_bank
+from durr.train.stage1 import Stage1Config, train_stage1
+from durr.train.stage2 import Stage2Config, build_rollout_bank, train_stage2
+
+
+@dataclass
+class RecipeConfig:
+    """A family's full recipe; YAML files override any field (nested by section)."""
+
+    family: str = "mr-rician"
+    model: DURRConfig = field(default_factory=DURRConfig)
+    baseline: FixedCNNConfig = field(default_factory=FixedCNNConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    ct_bank_per_slice: int = 3
+
+    @classmethod
+    def for_family(cls, family: str, overrides: dict | None = None) -> "RecipeConfig":
+        from durr.degrade import get_degradation
+
+        deg = get_degradation(family)
+        cfg = cls(family=family, model=DURRConfig(modality=deg.modality, family=family))
+        for section, values in (overrides or {}).items():
+            target = getattr(cfg, section, None)
+            if target is None:
+                raise ValueError(f"unknown config section {section!r}")
+            if not isinstance(values, dict):
+                setattr(cfg, section, values)
+                continue
+            for key, value in values.items():
+                if not hasattr(target, key):
+                    raise ValueError(f"unknown config key {section}.{key}")
+                sub = getattr(target, key)
+                if isinstance(value, dict) and hasattr(sub, "__dataclass_fields__"):
+                    for k2, v2 in value.items():
+                        setattr(sub, k2, v2)
+                else:
+                    setattr(target, key, value)
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_recipe(family: str, config_path: str | None) -> RecipeConfig:
+    overrides = yaml.safe_load(Path(config_path).read_text()) if config_path else None
+    return RecipeConfig.for_family(family, overrides)
+
+
+def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
+                 progress: bool = True) -> PairSampler:
+    """Training pairs from the corpus's train split of the family's group."""
+    from durr.degrade import get_degradation
+
+    deg = get_degradation(cfg.family)
+    data = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus)
+    keep = [i for i, im in enumerate(data.images) if min(im.shape) >= patch]
+    images, spacings = [data.images[i] for i in keep], [data.spacings[i] for i in keep]
+    bank = None
+    if cfg.family == "ct-lowdose":
+        cache = None if work_dir is None else Path(work_dir) / f"ct_bank_{cfg.ct_bank_per_slice}_{cfg.stage1.seed}.pt"
+        bank = build_ct_bank(images, spacings, deg, cfg.ct_bank_per_slice, cfg.stage1.seed, cache, progress)
+        keep_bank = [i for i, t in enumerate(bank[0]) if min(t.shape) >= patch]
+        bank = ([bank[0][i] for i in keep_bank], [bank[1][i] for i in keep_bank], bank[2][keep_bank])
+    return PairSampler(images, deg, deg.modality, patch=patch, spacings=spacings, bank=bank)
+
+
+def best_fixed_steps(psnr: torch.Tensor) -> int:
+    """The single step count with the best mean PSNR over a rollout bank (N, T+1) at seen levels."""
+    return int(psnr.mean(0).argmax())
+
+
+def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, corpus: Path = DEFAULT_CORPUS,
+                 device: torch.device = torch.device("cpu"), progress: bool = True) -> dict:
+    """Run every stage (resuming what is done) and write the model folder ``out_dir``."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    sampler = make_sampler(cfg, cfg.stage1.patch, corpus, work_dir, progress)
+
+    torch.manual_seed(cfg.stage1.seed)
+    model = DURR(cfg.model)
+    s1 = train_stage1(model, sampler, cfg.stage1, work_dir / "restorer", device, progress=progress)
+    torch.manual_seed(cfg.stage1.seed)
+    baseline = FixedDepthCNN(cfg.baseline)
+    s1b = train_stage1(baseline, sampler, cfg.stage1, work_dir / "fixed_cnn", device, progress=progress)
+    model.load_state_dict(load_checkpoint(work_dir / "restorer" / "checkpoint.pt")["model"])
+    baseline.load_state_dict(load_checkpoint(work_dir / "fixed_cnn" / "checkpoint.pt")["model"])
+    model, baseline = model.cpu(), baseline.cpu()
+
+    t2 = time.perf_counter()
+    policy_sampler = make_sampler(cfg, cfg.stage2.patch, corpus, work_dir, progress=False)
+    s2 = train_stage2(model, policy_sampler, cfg.stage2, progress=progress)
+    stage2_seconds = time.perf_counter() - t2
+    bank_psnr = s2.pop("bank_psnr")
+    fixed_steps = best_fixed_steps(bank_psnr)
+
+    info = {
+        "family": cfg.family,
+        "fixed_steps": fixed_steps,
+        "recipe": cfg.to_dict(),
+        "training": {
+            "stage1_restorer_seconds": s1["seconds"], "stage1_fixed_cnn_seconds": s1b["seconds"],
+            "stage2_seconds": stage2_seconds, "total_seconds": time.perf_counter() - t_start,
+            "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "machine": platform.machine(), "processor": platform.processor() or "unknown",
+            "stage2_final": s2["history"][-1],
+            "parameters": {"durr_unit": sum(p.numel() for p in model.unit.parameters()),
+                           "policy": sum(p.numel() for p in model.policy.parameters()),
+                           "fixed_cnn": sum(p.numel() for p in baseline.parameters())},
+        },
+    }
+    save_model(out_dir, model, baseline, extra_config=info)
+    (Path(work_dir) / "summary.json").write_text(json.dumps(info, indent=2, default=str))
+    return info
