@@ -105,8 +105,20 @@ def _write_split(folder: Path, split: str, items: list[tuple[np.ndarray, float, 
     (folder / f"{split}.json").write_text(json.dumps(index, indent=1))
 
 
+def read_manifest_counts(path: Path = DEFAULT_MANIFEST) -> dict[str, int]:
+    """Slice counts per source_id recorded in an existing manifest (empty if none)."""
+    if not Path(path).exists():
+        return {}
+    with open(path, newline="") as f:
+        return {r["source_id"]: int(r["slices"]) for r in csv.DictReader(f) if r["slices"]}
+
+
 def write_manifest(path: Path = DEFAULT_MANIFEST, counts: dict[str, int] | None = None) -> None:
-    """The manifest CSV: one row per source, with its licence, split and slice count."""
+    """The manifest CSV: one row per source, with its licence, split and slice count.
+
+    Counts of sources not in ``counts`` are kept from the existing manifest.
+    """
+    counts = {**read_manifest_counts(path), **(counts or {})}
     fields = ["group", "source_id", "package_or_generator", "file", "modality", "licence", "split", "slices", "note"]
     package = {"pydicom": "pydicom", "pydicom-data": "pydicom-data", "nilearn-mni152": "nilearn",
                "dipy-npy": "dipy", "dipy-nifti": "dipy", "skimage": "scikit-image", "sklearn": "scikit-learn",
@@ -118,7 +130,7 @@ def write_manifest(path: Path = DEFAULT_MANIFEST, counts: dict[str, int] | None 
             writer.writerow({"group": s.group, "source_id": s.source_id, "package_or_generator": package[s.kind],
                              "file": s.name if s.kind != "phantom" else f"seeds from {s.seed}",
                              "modality": s.modality, "licence": s.licence, "split": s.split,
-                             "slices": (counts or {}).get(s.source_id, ""), "note": s.note})
+                             "slices": counts.get(s.source_id, ""), "note": s.note})
 
 
 def build_corpus(out: Path = DEFAULT_CORPUS, groups: tuple[str, ...] = ("ct", "mr", "natural"),
