@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import shutil
-import warnings
 from pathlib import Path, PurePath
 
 import nibabel as nib

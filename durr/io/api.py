@@ -209,5 +209,6 @@ def save_scan(scan: Scan, path: str | os.PathLike, like: Scan | str | os.PathLik
     if fmt == "png":
         return _guarded(out, images.write_png, scan, out, depth, clip)
     if fmt == "tiff":
-        return _guarded(out, images.write_tiff, scan, out, depth, clip)
+        photometric = like_scan.meta.get("photometric", "minisblack")
+        return _guarded(out, images.write_tiff, scan, out, depth, clip, photometric)
     return _guarded(out, images.write_npy, scan, out)

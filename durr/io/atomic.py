@@ -25,8 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-TMP_MARK = ".durr-tmp-"
-
 
 def _temp_sibling(path: Path, kind: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.durr-{kind}-{uuid.uuid4().hex[:8]}")

@@ -4,7 +4,7 @@ Reading
 -------
 Values are converted to physical units with the modality rescale, per slice or per frame:
 ``value = stored * RescaleSlope + RescaleIntercept`` (HU for CT; MR in scanner units, slope 1
-and intercept 0 when absent). Enhanced multi-frame files take the rescale and geometry from
+and intercept 0 when absent). MONOCHROME1 images are not inverted: the values stay physical. Enhanced multi-frame files take the rescale and geometry from
 their functional groups (per-frame first, then shared, then the top level).
 
 Axes: a single frame is ``(H, W)`` = ``(Rows, Columns)``; a multi-frame file is
@@ -141,17 +141,24 @@ def _pixel_keyword(ds: Dataset) -> str | None:
     return next((kw for kw in _PIXEL_KEYWORDS if kw in ds), None)
 
 
+def _colour_problem(ds: Dataset) -> str | None:
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if spp != 1 or not photometric.startswith("MONOCHROME"):
+        return (f"colour image ({photometric}, {spp} samples per pixel); "
+                "a greyscale (MONOCHROME) image is needed")
+    return None
+
+
 def check_image(ds: Dataset, path: Path) -> None:
     """Raise ``ScanError`` unless ``ds`` holds a greyscale image we can read and write back."""
     if _pixel_keyword(ds) is None:
         sop = ds.get("SOPClassUID")
         kind = f" ({UID(sop).name})" if sop else ""
         raise ScanError(path, f"DICOM file has no pixel data{kind}; it is not an image")
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
-    if spp != 1 or not photometric.startswith("MONOCHROME"):
-        raise ScanError(path, f"colour image ({photometric}, {spp} samples per pixel); "
-                              "a greyscale (MONOCHROME) image is needed")
+    problem = _colour_problem(ds)
+    if problem:
+        raise ScanError(path, problem)
     if "PixelData" in ds and int(ds.get("BitsAllocated", 16)) not in (8, 16, 32):
         raise ScanError(path, f"{ds.BitsAllocated}-bit pixel data is not supported (8, 16 or 32 bits)")
 
@@ -165,12 +172,7 @@ def header_problem(ds: Dataset) -> str | None:
         if "Image" in UID(sop).name:
             return f"truncated DICOM file: a {UID(sop).name} object without its image attributes"
         return f"DICOM file without an image ({UID(sop).name})"
-    spp = int(ds.get("SamplesPerPixel", 1) or 1)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
-    if spp != 1 or not photometric.startswith("MONOCHROME"):
-        return (f"colour image ({photometric}, {spp} samples per pixel); "
-                "a greyscale (MONOCHROME) image is needed")
-    return None
+    return _colour_problem(ds)
 
 
 def _missing_decoder(ts: UID, decoder) -> str:
@@ -322,8 +324,7 @@ def read_dicom_file(path: str | Path, modality: str | None = None) -> Scan:
     spacing, affine = _geometry([_plane(ds, i) for i in range(n)], volume)
     template, keyword = _template(ds)
     meta = {"datasets": [template], "filenames": [path.name], "files": [str(path)],
-            "slopes": slopes, "intercepts": inters, "pixel_keyword": keyword,
-            "multiframe": "NumberOfFrames" in template}
+            "slopes": slopes, "intercepts": inters, "pixel_keyword": keyword}
     array = values if volume else values[0]
     return Scan(array, mod, spacing, affine, "dicom", str(path), meta)
 
@@ -402,11 +403,10 @@ def read_dicom_series(folder: str | Path, files: Sequence[str | Path] | None = N
     values = _values(stored, slopes, inters)
     check_finite(values, folder)
     spacing, affine = _geometry([_plane(ds, 0) for ds in datasets], volume=True)
-    templates = [_template(ds)[0] for ds in datasets]
-    keyword = "PixelData"
-    meta = {"datasets": templates, "filenames": [f.name for f in files],
+    templates, keywords = zip(*(_template(ds) for ds in datasets))
+    meta = {"datasets": list(templates), "filenames": [f.name for f in files],
             "files": [str(f) for f in files], "slopes": slopes, "intercepts": inters,
-            "pixel_keyword": keyword, "multiframe": False}
+            "pixel_keyword": keywords[0]}
     return Scan(values, mod, spacing, affine, "dicom-series", str(folder), meta)
 
 
@@ -424,32 +424,37 @@ def _stored_layout(ds: Dataset) -> tuple[np.dtype, int, int]:
 
 
 def _encode(ds: Dataset, frames: np.ndarray, slopes: np.ndarray, inters: np.ndarray,
-            keyword: str, path: Path, clip: bool, unit: str) -> tuple[bytes, str, np.ndarray | None]:
-    """Pixel bytes, VR and integer codes (None for float pixel data) for ``frames`` (F, H, W)."""
+            keyword: str, path: Path, clip: bool, unit: str) -> np.ndarray:
+    """Stored values for ``frames`` (F, H, W) float: integer codes, or floats for float pixel data."""
     if keyword == "FloatPixelData":
-        return frames.astype("<f4").tobytes(), "OF", None
+        return frames.astype("<f4")
     if keyword == "DoubleFloatPixelData":
-        return frames.astype("<f8").tobytes(), "OD", None
+        return frames.astype("<f8")
     dtype, lo, hi = _stored_layout(ds)
-    stored = (frames.astype(np.float64) - inters[:, None, None]) / slopes[:, None, None]
+    stored = (frames - inters[:, None, None]) / slopes[:, None, None]
     ends = np.concatenate([lo * slopes + inters, hi * slopes + inters])
     unit_range = f"{ends.min():g} to {ends.max():g}{unit}"
-    codes = quantise(stored, dtype, lo, hi, path=path, clip=clip, unit_range=unit_range)
+    return quantise(stored, dtype, lo, hi, path=path, clip=clip, unit_range=unit_range)
+
+
+def _pixel_element(codes: np.ndarray) -> tuple[bytes, str]:
+    """Native pixel bytes (padded to even length) and their VR."""
     data = codes.tobytes()
     if len(data) % 2:
         data += b"\0"
-    return data, ("OB" if dtype.itemsize == 1 else "OW"), codes
+    vr = {"f4": "OF", "f8": "OD"}.get(f"{codes.dtype.kind}{codes.dtype.itemsize}")
+    return data, vr or ("OB" if codes.dtype.itemsize == 1 else "OW")
 
 
-def _derive(template: Dataset, data: bytes, vr: str, keyword: str, codes: np.ndarray | None,
-            series_uid: str) -> Dataset:
-    """A copy of ``template`` carrying new pixel data and the documented changes."""
+def _derive(template: Dataset, codes: np.ndarray, keyword: str, series_uid: str) -> Dataset:
+    """A copy of ``template`` carrying the pixel data ``codes`` and the documented changes."""
     ds = copy.deepcopy(template)
     for kw in _ENCAPSULATION_ONLY:
         if kw in ds:
             del ds[kw]
+    data, vr = _pixel_element(codes)
     ds.add_new(pydicom.datadict.tag_for_keyword(keyword), vr, data)
-    if codes is not None:
+    if codes.dtype.kind in "iu":
         if "SmallestImagePixelValue" in ds:
             ds.SmallestImagePixelValue = int(codes.min())
         if "LargestImagePixelValue" in ds:
@@ -490,22 +495,21 @@ def write_dicom(scan: Scan, path: str | Path, like: Scan, clip: bool = False) ->
     """
     path = Path(path)
     meta = like.meta
+    templates = meta["datasets"]
     frames = scan.slices.astype(np.float64)                    # (Z, H, W)
     unit = " HU" if like.modality == "CT" else ""
     keyword = meta.get("pixel_keyword") or "PixelData"
-    series_uid = generate_uid()
     slopes, inters = np.asarray(meta["slopes"]), np.asarray(meta["intercepts"])
-    if like.source_format == "dicom":
-        groups = [(meta["datasets"][0], frames, slopes, inters)]
-    else:
-        groups = [(ds, frames[k:k + 1], slopes[k:k + 1], inters[k:k + 1])
-                  for k, ds in enumerate(meta["datasets"])]
-    encoded = [_encode(ds, fr, m, b, keyword, path, clip, unit) for ds, fr, m, b in groups]
-    derived = [_derive(ds, data, vr, keyword, codes, series_uid)
-               for (ds, *_), (data, vr, codes) in zip(groups, encoded)]
-    all_codes = [c for _, _, c in encoded if c is not None]
-    if all_codes:
-        lo, hi = min(int(c.min()) for c in all_codes), max(int(c.max()) for c in all_codes)
+    if keyword != "PixelData" or len({_stored_layout(ds) for ds in templates}) == 1:
+        stack = _encode(templates[0], frames, slopes, inters, keyword, path, clip, unit)
+        per_file = [stack[k:k + 1] for k in range(len(templates))] if len(templates) > 1 else [stack]
+    else:  # a series whose files differ in bit depth
+        per_file = [_encode(ds, frames[k:k + 1], slopes[k:k + 1], inters[k:k + 1], keyword, path,
+                            clip, unit) for k, ds in enumerate(templates)]
+    series_uid = generate_uid()
+    derived = [_derive(ds, c, keyword, series_uid) for ds, c in zip(templates, per_file)]
+    if per_file[0].dtype.kind in "iu":
+        lo, hi = min(int(c.min()) for c in per_file), max(int(c.max()) for c in per_file)
         for ds in derived:
             if "SmallestPixelValueInSeries" in ds:
                 ds.SmallestPixelValueInSeries = lo

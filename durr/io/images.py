@@ -6,7 +6,9 @@
   read as is and written as float32. A multi-page TIFF is a volume (Z, H, W); TIFFs are
   written uncompressed.
 * NPY: a 2D (H, W) or 3D (Z, H, W) real array, read as float32 as is, written as float32.
-* Colour images (RGB, palette, grey+alpha) are refused: a greyscale image is needed.
+* Colour images (RGB, palette, grey+alpha) are refused: a greyscale image is needed. A
+  bilevel PNG is read as 8-bit (0 or 1) and written back as 8-bit. TIFF MINISWHITE images
+  are not inverted (their codes are read as stored) and are written back as MINISWHITE.
 
 Images carry no geometry: spacing is 1 per axis and the affine is None.
 """
@@ -59,18 +61,22 @@ def _open_png(path: Path):
     return img
 
 
-def _png_codes(img, path: Path) -> np.ndarray:
-    mode = img.mode
-    if mode in ("L", "1"):
-        return np.asarray(img.convert("L"), dtype=np.uint8)
-    if mode.startswith("I;16"):
-        return np.asarray(img).astype(np.uint16)
-    if mode == "I":
-        arr = np.asarray(img)
-        if arr.min() >= 0 and arr.max() <= 65535:
-            return arr.astype(np.uint16)
+def _png_mode_problem(mode: str) -> str | None:
+    """None for greyscale modes ("1" bilevel, "L" 8-bit, "I;16*"/"I" 16-bit), else the reason."""
+    if mode in ("1", "L", "I") or mode.startswith("I;16"):
+        return None
     what = {"LA": "greyscale with alpha (LA)", "P": "palette colour (P)"}.get(mode, f"colour ({mode})")
-    raise ScanError(path, f"{what} image; a greyscale image is needed")
+    return f"{what} image; a greyscale image is needed"
+
+
+def _png_codes(img, path: Path) -> np.ndarray:
+    """uint8 (H, W) for bilevel/8-bit images, uint16 for 16-bit ones (Pillow mode I;16 or I)."""
+    problem = _png_mode_problem(img.mode)
+    if problem:
+        raise ScanError(path, problem)
+    if img.mode in ("1", "L"):
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.asarray(img).astype(np.uint16)   # PNG greyscale holds at most 16 bits
 
 
 def probe_png(path: Path) -> None:
@@ -81,9 +87,9 @@ def probe_png(path: Path) -> None:
             mode = img.mode
     except Exception as err:
         raise _error(path, "PNG", err) from None
-    if not (mode in ("L", "1", "I") or mode.startswith("I;16")):
-        what = {"LA": "greyscale with alpha (LA)", "P": "palette colour (P)"}.get(mode, f"colour ({mode})")
-        raise ScanError(path, f"{what} image; a greyscale image is needed")
+    problem = _png_mode_problem(mode)
+    if problem:
+        raise ScanError(path, problem)
 
 
 def read_png(path: str | Path, modality: str | None = None) -> Scan:
@@ -132,8 +138,8 @@ def read_tiff(path: str | Path, modality: str | None = None) -> Scan:
         raise ScanError(path, f"TIFF of shape {codes.shape}; a 2D image or a 3D stack is needed")
     array, depth = _greyscale_codes(codes, path, "TIFF")
     check_finite(array, path)
-    spacing = (1.0,) * array.ndim
-    return Scan(array, modality or "OT", spacing, None, "tiff", str(path), {"bit_depth": depth})
+    meta = {"bit_depth": depth, "photometric": photometric.name.lower()}
+    return Scan(array, modality or "OT", (1.0,) * array.ndim, None, "tiff", str(path), meta)
 
 
 def probe_tiff(path: Path) -> None:
@@ -157,7 +163,8 @@ def _check_tiff_grey(spp: int, photometric, path: Path) -> None:
                               "a greyscale image is needed")
 
 
-def write_tiff(scan: Scan, path: str | Path, bit_depth: int, clip: bool = False) -> Path:
+def write_tiff(scan: Scan, path: str | Path, bit_depth: int, clip: bool = False,
+               photometric: str = "minisblack") -> Path:
     """Write an 8/16-bit (values in [0, 1]) or float32 greyscale TIFF, uncompressed."""
     import tifffile
     path = Path(path)
@@ -168,7 +175,7 @@ def write_tiff(scan: Scan, path: str | Path, bit_depth: int, clip: bool = False)
     else:
         data = scan.array.astype(np.float32)
     with atomic_file(path) as f:
-        tifffile.imwrite(f, data, photometric="minisblack")
+        tifffile.imwrite(f, data, photometric=photometric)
     return path
 
 
