@@ -126,7 +126,7 @@ def write_nifti(scan: Scan, path: str | Path, like: Scan, clip: bool = False) ->
     else:
         codes = data.astype(dtype)
     with atomic_file(path) as f:
-        out = gzip.GzipFile(fileobj=f, mode="wb", mtime=0) if path.name.lower().endswith(".gz") else f
+        out = gzip.GzipFile(fileobj=f, mode="wb", mtime=0, compresslevel=6) if path.name.lower().endswith(".gz") else f
         hdr.write_to(out)
         pad = int(hdr.get_data_offset()) - out.tell()
         out.write(b"\0" * max(pad, 0))
