@@ -59,8 +59,8 @@ def run_one(key: str, out: Path, seed: int) -> None:
         restored, label = degraded, "identity (no model)"
     stem = name.split(".")[0]
     suffix = name[len(stem):]
-    save_scan(degraded, out / f"{stem}_degraded{suffix}", like=clean)
-    save_scan(restored, out / f"{stem}_restored{suffix}", like=clean)
+    save_scan(degraded, out / f"{stem}_degraded{suffix}", like=clean, clip=True)
+    save_scan(restored, out / f"{stem}_restored{suffix}", like=clean, clip=True)
     mid = clean.slices.shape[0] // 2
     ref_slice, deg_slice, res_slice = (np.asarray(a) if a.ndim == 2 else a[mid]
                                        for a in (reference, degraded.array, restored.array))

@@ -1,0 +1,86 @@
+"""Model cards: what a shipped model was trained on, how to reproduce it, how it scores."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from durr.data.corpus import DEFAULT_MANIFEST
+from durr.data.sources import GROUP_OF_FAMILY
+
+
+def _manifest_rows(family: str, manifest: Path) -> list[dict]:
+    group = GROUP_OF_FAMILY.get(family)
+    with open(manifest, newline="") as f:
+        return [r for r in csv.DictReader(f) if r["group"] == group]
+
+
+def write_model_card(folder: Path, config: dict, benchmark_table: str | None = None,
+                     benchmark_command: str | None = None, manifest: Path = DEFAULT_MANIFEST) -> Path:
+    """Write ``folder/MODEL_CARD.md`` from the model's config.json contents (+ a benchmark table)."""
+    from durr.degrade import get_degradation
+
+    family = config["family"]
+    deg = get_degradation(family)
+    recipe, training = config["recipe"], config["training"]
+    rows = _manifest_rows(family, manifest)
+    train_rows = [r for r in rows if r["split"] == "train"]
+    dev_rows = [r for r in rows if r["split"] == "dev"]
+    s1, s2 = recipe["stage1"], recipe["stage2"]
+    lines = [
+        f"# DURR model `{folder.name}`",
+        "",
+        f"Restorer with a learned stopping time for the `{family}` degradation ({deg.modality}), "
+        f"level unit: {deg.level_unit}.",
+        "",
+        "## Training data and levels",
+        "",
+        f"- Trained on the **seen** levels only: {family} in [{deg.seen[0]:g}, {deg.seen[1]:g}] "
+        f"(sampled uniformly in noise standard deviation). Unseen levels {', '.join(f'{u:g}' for u in deg.unseen)} "
+        "were never sampled by any training step.",
+        f"- Train split of the corpus manifest (`datasets/manifest.csv`, group `{GROUP_OF_FAMILY[family]}`), "
+        f"{sum(int(r['slices'] or 0) for r in train_rows)} slices:",
+        *[f"  - `{r['source_id']}`: {r['package_or_generator']} `{r['file']}`, {r['slices']} slice(s), {r['note']}"
+          for r in train_rows],
+        f"- Dev split (evaluation only): {', '.join('`' + r['source_id'] + '`' for r in dev_rows)}.",
+        "",
+        "## Architecture",
+        "",
+        f"- Restoration unit: {recipe['model']['unit']['depth']} conv layers, {recipe['model']['unit']['channels']} "
+        f"channels, bias={recipe['model']['unit']['bias']}, step rule `{recipe['model']['rule']}`, input "
+        f"injection of the degraded scan; {training['parameters']['durr_unit']} parameters.",
+        f"- Stopping policy: MLP on {training['parameters']['policy']} parameters over scale-free statistics of "
+        "the state (see `durr.control.features`); stops at the first step with probability > 0.5; "
+        f"hard cap {recipe['model']['max_steps']} steps.",
+        f"- Fixed-depth baseline (`fixed_cnn.safetensors`): {recipe['baseline']['depth']} layers x "
+        f"{recipe['baseline']['channels']} channels, {training['parameters']['fixed_cnn']} parameters, "
+        "same data, levels and iteration budget.",
+        f"- Fixed step count (best mean PSNR on seen-level training rollouts): {config['fixed_steps']}.",
+        "",
+        "## Training",
+        "",
+        f"- Stage 1: {s1['iterations']} iterations, batch {s1['batch']} patches of {s1['patch']}x{s1['patch']}, "
+        f"Adam lr {s1['lr']:g} cosine to {s1['lr_min']:g}, schedule {s1['n_min']}..{s1['n_max']} steps "
+        f"(mildest..heaviest seen level), overshoot weight {s1['overshoot_weight']:g}, seed {s1['seed']}.",
+        f"- Stage 2 (REINFORCE, restorer frozen): {s2['episodes']} rollouts of {s2['patch']}x{s2['patch']} "
+        f"to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
+        f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}.",
+        f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
+        f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min, stage 2 {training['stage2_seconds'] / 60:.1f} min "
+        f"on {training['device']} ({training['threads']} threads, torch {training['torch']}, {training['machine']}).",
+        "",
+        "Reproduce:",
+        "",
+        "```",
+        "durr corpus build",
+        f"durr train all --family {family} --out models/{folder.name}",
+        "```",
+    ]
+    if benchmark_table:
+        lines += ["", "## Dev-split benchmark", ""]
+        if benchmark_command:
+            lines += [f"Command: `{benchmark_command}`", ""]
+        lines.append(benchmark_table.strip())
+    path = folder / "MODEL_CARD.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
