@@ -69,6 +69,8 @@ class PairSampler:
         self.patch = patch
         self.spacings = spacings or [0.7] * len(clean)
         self.bank = bank
+        # the working-domain scale of each bank slice, computed once
+        self.bank_scales = None if bank is None else [robust_scale(t[None, None], modality) for t in bank[0]]
         sizes = [t.shape for t in (bank[0] if bank else self.clean)]
         too_small = [s for s in sizes if min(s) < patch]
         if too_small:
@@ -88,9 +90,9 @@ class PairSampler:
             degraded, reference, bank_levels = self.bank
             idx = torch.randint(0, len(degraded), (batch,), generator=generator).tolist()
             for k in idx:
-                y, x = degraded[k][None, None], reference[k][None, None]
-                scale = robust_scale(y, self.modality)
-                y, x = self._crop(to_model(y, scale), to_model(x, scale), generator)
+                y, x = self._crop(degraded[k][None, None], reference[k][None, None], generator)
+                scale = self.bank_scales[k]
+                y, x = to_model(y, scale), to_model(x, scale)
                 ys.append(y)
                 xs.append(x)
             levels = bank_levels[idx]

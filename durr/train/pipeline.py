@@ -22,7 +22,7 @@ from durr.data.sampling import PairSampler
 from durr.data.sources import GROUP_OF_FAMILY
 from durr.infer.model_io import save_model
 from durr.train.checkpoint import load_checkpoint
-from durr.train.ct_bank import build_ct_bank
+from durr.train.bank import build_bank
 from durr.train.stage1 import Stage1Config, train_stage1
 from durr.train.stage2 import Stage2Config, build_rollout_bank, train_stage2
 
@@ -36,7 +36,7 @@ class RecipeConfig:
     baseline: FixedCNNConfig = field(default_factory=FixedCNNConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
-    ct_bank_per_slice: int = 3
+    bank_per_slice: int = 8     # degraded realisations per training slice (CT: FBP is slow, fewer)
 
     @classmethod
     def for_family(cls, family: str, overrides: dict | None = None) -> "RecipeConfig":
@@ -78,15 +78,11 @@ def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, w
 
     deg = get_degradation(cfg.family)
     data = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus)
-    keep = [i for i, im in enumerate(data.images) if min(im.shape) >= patch]
-    images, spacings = [data.images[i] for i in keep], [data.spacings[i] for i in keep]
-    bank = None
-    if cfg.family == "ct-lowdose":
-        cache = None if work_dir is None else Path(work_dir) / f"ct_bank_{cfg.ct_bank_per_slice}_{cfg.stage1.seed}.pt"
-        bank = build_ct_bank(images, spacings, deg, cfg.ct_bank_per_slice, cfg.stage1.seed, cache, progress)
-        keep_bank = [i for i, t in enumerate(bank[0]) if min(t.shape) >= patch]
-        bank = ([bank[0][i] for i in keep_bank], [bank[1][i] for i in keep_bank], bank[2][keep_bank])
-    return PairSampler(images, deg, deg.modality, patch=patch, spacings=spacings, bank=bank)
+    cache = None if work_dir is None else Path(work_dir) / f"bank_{cfg.bank_per_slice}_{cfg.stage1.seed}.pt"
+    bank = build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress)
+    keep_bank = [i for i, t in enumerate(bank[0]) if min(t.shape) >= patch]
+    bank = ([bank[0][i] for i in keep_bank], [bank[1][i] for i in keep_bank], bank[2][keep_bank])
+    return PairSampler([], deg, deg.modality, patch=patch, bank=bank)
 
 
 def best_fixed_steps(psnr: torch.Tensor) -> int:

@@ -29,8 +29,8 @@ from durr.train.schedule import StepSchedule
 @dataclass
 class Stage1Config:
     iterations: int = 1500
-    batch: int = 16
-    patch: int = 64
+    batch: int = 12
+    patch: int = 48
     lr: float = 1e-3
     lr_min: float = 1e-5
     grad_clip: float = 1.0
@@ -76,7 +76,8 @@ def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config
         raise TypeError(f"train_stage1 trains DURR or FixedDepthCNN, got {type(model).__name__}")
     schedule = StepSchedule(family or sampler.degradation.name, seen or tuple(sampler.degradation.seen),
                             cfg.n_min, cfg.n_max) if is_durr else None
-    model.to(device).train()
+    # channels-last: about 1.5x faster small convolutions on CPU, and what tensor cores want on GPU
+    model.to(device).to(memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
     start, elapsed = 0, 0.0
@@ -100,7 +101,8 @@ def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config
     t0 = time.perf_counter()
     for it in bar:
         pairs = sampler.sample(cfg.batch, generator)
-        y, x = pairs.degraded.to(device), pairs.clean.to(device)
+        y = pairs.degraded.to(device).contiguous(memory_format=torch.channels_last)
+        x = pairs.clean.to(device).contiguous(memory_format=torch.channels_last)
         lr = cosine_lr(cfg, it)
         for group in opt.param_groups:
             group["lr"] = lr

@@ -1,4 +1,9 @@
-"""Pre-degraded CT slices: FBP is too slow to run per training batch, so it runs once."""
+"""Pre-degraded training slices.
+
+Degrading whole slices per batch costs far more than the training step on small patches
+(full-slice percentiles for MR, FBP for CT), so each training slice is degraded a few times
+once, at levels spread over the seen range, and batches are random crops of that bank.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from durr.data.sampling import sample_seen_levels
 from durr.train.checkpoint import load_checkpoint, save_checkpoint
 
 
-def build_ct_bank(images: list[np.ndarray], spacings: list[float], degradation, per_slice: int,
+def build_bank(images: list[np.ndarray], spacings: list[float], degradation, per_slice: int,
                   seed: int, cache: Path | None = None, progress: bool = True):
     """``per_slice`` degraded realisations of each slice, at levels uniform in severity over the seen range.
 
@@ -24,7 +29,7 @@ def build_ct_bank(images: list[np.ndarray], spacings: list[float], degradation, 
         return list(state["degraded"]), list(state["reference"]), state["levels"]
     generator = torch.Generator().manual_seed(seed)
     degraded, reference, levels = [], [], []
-    for image, spacing in tqdm(list(zip(images, spacings)), desc="CT bank (FBP)", unit="slice", disable=not progress):
+    for image, spacing in tqdm(list(zip(images, spacings)), desc=f"degradation bank ({degradation.name})", unit="slice", disable=not progress):
         lv = sample_seen_levels(degradation.name, degradation.seen, per_slice, generator)
         clean = torch.from_numpy(image)[None, None].expand(per_slice, 1, *image.shape).contiguous()
         out = degradation(clean, lv.float(), generator=generator, spacing_mm=spacing)
