@@ -1,0 +1,22 @@
+"""Degradation physics of PROTOCOL.md section 2, one module per family, and a registry.
+
+>>> from durr.degrade import get_degradation
+>>> deg = get_degradation("gaussian")
+>>> out = deg(clean, 25.0, generator=torch.Generator().manual_seed(0))   # clean (B, 1, H, W)
+>>> out.noisy, out.reference                                              # (B, 1, H, W) each
+
+Families: ``gaussian`` (OT, [0, 1]), ``mr-rician`` (MR, scanner units), ``ct-lowdose`` (CT, HU).
+"""
+
+from durr.degrade.base import Degradation, Degraded
+from durr.degrade.ct_lowdose import CTLowDose
+from durr.degrade.gaussian import Gaussian
+from durr.degrade.registry import degradation_names, get_degradation, register
+from durr.degrade.rician import Rician
+
+__all__ = ["Degradation", "Degraded", "get_degradation", "degradation_names", "register",
+           "Gaussian", "Rician", "CTLowDose"]
+
+for _family in (Gaussian, Rician, CTLowDose):
+    register(_family)
+del _family
