@@ -312,3 +312,24 @@ def test_torchrun_two_ranks_do_each_scan_once(tmp_path, models):
     assert "durr denoise: 5 scans: 5 restored" in proc.stdout
     for name in ("series_a", "series_b", "ct_small.dcm", "ct_spine.png", "mr_small.dcm"):
         load_scan(out / "in" / name)
+
+
+def test_missing_models_fail_their_scans_or_the_command(tmp_path, models, monkeypatch, capsys):
+    only_ct = tmp_path / "models"
+    shutil.copytree(models / "ct-lowdose", only_ct / "ct-lowdose")
+    monkeypatch.setenv("DURR_MODELS", str(only_ct))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SAMPLES / "ct_small.dcm", inp / "ct.dcm")
+    shutil.copy(SAMPLES / "mr_brain.nii.gz", inp / "brain.nii.gz")
+    out = tmp_path / "out"
+    assert _cli(inp, "-o", out, "--max-steps", 2, "--report", out / "r.json") == 1
+    rows = {Path(r["input"]).name: r for r in read_report(out / "r.json")}
+    assert rows["ct.dcm"]["status"] == "restored"
+    assert rows["brain.nii.gz"]["status"] == "failed"
+    assert rows["brain.nii.gz"]["error"].startswith("model: gaussian: no such model folder")
+    capsys.readouterr()
+    assert _cli(inp, "-o", tmp_path / "out2", "--model", tmp_path / "nowhere") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such model folder" in err[0]
+    assert not (tmp_path / "out2").exists()

@@ -88,13 +88,10 @@ def run(args) -> int:
     except ValueError as err:
         print(f"durr denoise: error: {err}", file=sys.stderr)
         return 2
-    if args.model is not None:
-        from durr.infer import load_model
-
-        load_model(args.model)  # a bad --model stops the batch before it starts (ModelError: exit 2)
     settings = Settings(model=args.model, modality=MODALITY_CHOICES[args.modality],
                         mode="policy" if args.steps is None else "fixed", steps=args.steps,
                         max_steps=args.max_steps, batch_size=args.batch_size, device=args.device,
                         overwrite=args.overwrite)
+    # a --model that cannot be loaded raises ModelError before any scan: exit status 2
     result = denoise(args.inputs, args.outdir, settings, report=args.report, world=world)
     return 1 if result.failed else 0

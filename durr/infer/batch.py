@@ -341,9 +341,13 @@ class ModelCache:
 
     def get(self, modality: str):
         """(model name, DURR) for a scan of ``modality``; ``ModelError`` if it cannot be loaded."""
+        name = self.name_for(modality)
+        return name, self.load(name)
+
+    def load(self, name: str):
+        """The model ``name`` (a name under ``models/`` or a folder), loaded on first use."""
         from durr.infer import load_model
 
-        name = self.name_for(modality)
         if name in self._errors:
             raise self._errors[name]
         if name not in self._models:
@@ -353,7 +357,7 @@ class ModelCache:
             except ModelError as err:
                 self._errors[name] = err
                 raise
-        return name, self._models[name]
+        return self._models[name]
 
 
 def _modality_override(source: ScanSource, wanted: str | None) -> str | None:
@@ -477,8 +481,8 @@ def _describe(row: Row) -> str:
              if row.steps_mean is not None else "steps -")
     clipped = f", {row.clipped} values clipped" if row.clipped else ""
     what = "skipped (complete)" if row.status == "skipped" else "restored"
-    return (f"{what}: {row.input} -> {row.output} ({row.slices} slice{'s' if row.slices != 1 else ''}, {steps}, {row.model}, "
-            f"{row.seconds:.2f} s{clipped})")
+    slices = f"{row.slices} slice{'s' if row.slices != 1 else ''}"
+    return f"{what}: {row.input} -> {row.output} ({slices}, {steps}, {row.model}, {row.seconds:.2f} s{clipped})"
 
 
 def run_shard(jobs: Sequence[Job], settings: Settings, outdir: Path, *, rank: int = 0,
@@ -602,8 +606,12 @@ def denoise(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, sett
     Raises
     ------
     ScanError : the plan is impossible as a whole (``outdir`` inside an input folder), on every rank.
+    ModelError : ``settings.model`` names a model that cannot be loaded (before any scan).
     """
     world = world or World.from_env()
+    models = ModelCache(settings.model)
+    if settings.model is not None:
+        models.load(settings.model)
     outdir = Path(outdir)
     prefix = f"[rank {world.rank}] " if world.distributed else ""
     with world.session():
@@ -621,7 +629,7 @@ def denoise(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, sett
         local = Settings(**{**asdict(settings), "device": world.device(settings.device)})
         show = progress if progress is not None else (None if world.rank == 0 else False)
         mine = run_shard(world.shard(planned), local, outdir, rank=world.rank, prefix=prefix,
-                         progress=show, out=out, err=err)
+                         progress=show, out=out, err=err, models=models)
         gathered = world.gather([(job.index, row) for job, row in zip(world.shard(planned), mine)])
         written = None
         if world.rank == 0:
