@@ -1,8 +1,9 @@
 """ResNet-like backbones whose residual blocks are the steps of a chosen step rule.
 
-``build_backbone("lm", channels=32, depth=6, num_classes=10)`` gives a classifier: a 3x3 stem
-(the *first layer*, the one YOPO treats apart), ``depth`` residual branches ``f_n`` advanced by
-the rule (``x_{n+1} = rule.step(f_n, x_n)``), and a pooled linear head. With ``out_channels``
+``build_backbone("lm", channels=32, depth=6, num_classes=10)`` gives a classifier: a stem
+(3x3 convolution + ReLU: the *first layer*, the one YOPO treats apart), ``depth`` residual
+branches ``f_n`` advanced by the rule (``x_{n+1} = rule.step(f_n, x_n)``), and a pooled linear
+head. With ``out_channels``
 instead of ``num_classes`` it is an image-to-image regressor with a 3x3 convolutional head.
 The feature maps keep their resolution (one stage): these are small models for small images.
 
@@ -79,7 +80,7 @@ class Backbone(nn.Module):
 def build_backbone(rule_name: str, channels: int, depth: int, num_classes: int | None = None, *,
                    out_channels: int | None = None, in_channels: int = 1, hidden: int | None = None,
                    stochastic_depth: float | None = None, memory_saving: bool = True,
-                   gain: float = 0.1, **rule_kwargs) -> Backbone:
+                   gain: float = 0.1, pool: int = 1, **rule_kwargs) -> Backbone:
     """Build a ResNet-like classifier or regressor from a step rule.
 
     Parameters
@@ -105,6 +106,10 @@ def build_backbone(rule_name: str, channels: int, depth: int, num_classes: int |
         ``revnet`` only: recompute activations in the backward pass.
     gain : float
         Initial scale of each branch's last convolution.
+    pool : int
+        Classifier: features are average-pooled to ``pool x pool`` before the linear layer
+        (1 = global pooling as in ResNet; small images such as 8x8 digits learn much faster
+        when some layout is kept, e.g. ``pool=4``).
     **rule_kwargs
         Passed to :func:`durr.schemes.make_rule` (e.g. ``variant="midpoint"`` for rk2).
 
@@ -118,9 +123,10 @@ def build_backbone(rule_name: str, channels: int, depth: int, num_classes: int |
         raise ValueError("build_backbone: give exactly one of num_classes (classifier) or out_channels (regressor)")
     if depth < 1 or channels < 1:
         raise ValueError(f"build_backbone: depth and channels must be >= 1, got depth={depth}, channels={channels}")
-    stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+    stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU())
     if num_classes is not None:
-        head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+        head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(pool), nn.Flatten(),
+                             nn.Linear(channels * pool * pool, num_classes))
     else:
         head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
     if rule_name == "revnet":
