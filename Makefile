@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/durr demo --out demo_output
 
-test: setup
+test: setup browser-deps
 	$(VENV)/bin/pytest -q
+
+# Debian's chromium + chromium-driver for the end-to-end app test (root or sudo; skips if present).
+browser-deps:
+	bash scripts/install_browser.sh || echo "browser not installed: tests/test_app_browser.py will be skipped"
 
 corpus: setup
 	$(VENV)/bin/durr corpus build

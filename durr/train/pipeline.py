@@ -44,6 +44,8 @@ class RecipeConfig:
 
         deg = get_degradation(family)
         cfg = cls(family=family, model=DURRConfig(modality=deg.modality, family=family))
+        if family == "ct-lowdose":
+            cfg.bank_per_slice = 3  # each realisation is a 720-view FBP
         for section, values in (overrides or {}).items():
             target = getattr(cfg, section, None)
             if target is None:
