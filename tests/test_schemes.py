@@ -203,3 +203,15 @@ def test_backbones_train_a_step(name):
         loss.backward()
         opt.step()
     assert loss.item() < loss0.item()
+
+
+def test_bench_command_convergence_part(capsys):
+    import argparse
+
+    from durr.commands import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    assert bench.run(parser.parse_args(["schemes", "--parts", "convergence"])) == 0
+    out = capsys.readouterr().out
+    assert "| rk2 | 2 |" in out and "slope" in out

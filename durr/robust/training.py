@@ -115,12 +115,12 @@ def load_digits_tensors(test_size: int = 497, seed: int = 0) -> tuple[Tensor, Te
 
 
 def run_digits(methods: tuple[str, ...] = ("natural", "pgd", "yopo"), *, channels: int = 32, depth: int = 4,
-               rule: str = "euler", eval_k: int = 20, epochs: dict | None = None, **overrides) -> list[dict]:
+               rule: str = "euler", eval_k: int = 20, epochs_at: dict | None = None, **overrides) -> list[dict]:
     """Train one digits classifier per method (same model, data, epochs) and evaluate each.
 
     Rows: ``{"method", "clean_acc", "pgd20_acc", "train_seconds", "train_cpu_seconds",
     "config"}``. The model is ``build_backbone(rule, channels, depth, num_classes=10, pool=4)``
-    on 8x8 inputs. ``methods`` may repeat a method; ``epochs`` maps a position in ``methods``
+    on 8x8 inputs. ``methods`` may repeat a method; ``epochs_at`` maps a position in ``methods``
     to its own epoch count (e.g. ``{3: 10}`` for a shorter fourth run).
     """
     from durr.schemes import build_backbone
@@ -129,8 +129,8 @@ def run_digits(methods: tuple[str, ...] = ("natural", "pgd", "yopo"), *, channel
     rows = []
     for i, method in enumerate(methods):
         cfg = AdvConfig(method=method, **overrides)
-        if epochs and i in epochs:
-            cfg.epochs = epochs[i]
+        if epochs_at and i in epochs_at:
+            cfg.epochs = epochs_at[i]
         torch.manual_seed(cfg.seed)
         model = build_backbone(rule, channels=channels, depth=depth, num_classes=10, pool=4)
         info = train_classifier(model, x_tr, y_tr, cfg)
