@@ -112,7 +112,8 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
 
     t2 = time.perf_counter()
     policy_sampler = make_sampler(cfg, cfg.stage2.patch, corpus, work_dir, progress=False)
-    s2 = train_stage2(model, policy_sampler, cfg.stage2, progress=progress)
+    s2 = train_stage2(model, policy_sampler, cfg.stage2, progress=progress,
+                      bank_cache=work_dir / "rollouts.pt")
     stage2_seconds = time.perf_counter() - t2
     bank_psnr = s2.pop("bank_psnr")
     fixed_steps = best_fixed_steps(bank_psnr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -11,6 +12,7 @@ from durr.control.features import noise_sigma, state_features
 from durr.control.restorer import DURR
 from durr.control.reward import working_psnr
 from durr.data.sampling import PairSampler
+from durr.train.checkpoint import load_checkpoint, save_checkpoint
 from durr.train.reinforce import ReinforceConfig, train_policy
 
 
@@ -49,13 +51,24 @@ def build_rollout_bank(model: DURR, sampler: PairSampler, episodes: int, horizon
     return torch.cat(feats), torch.cat(psnrs).double(), torch.cat(levels)
 
 
-def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress: bool = True) -> dict:
-    """Fit ``model.policy`` in place. Returns a summary with the REINFORCE log."""
+def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress: bool = True,
+                 bank_cache: Path | None = None) -> dict:
+    """Fit ``model.policy`` in place. Returns a summary with the REINFORCE log.
+
+    ``bank_cache``: a file where the rollout bank is kept, so that retraining the policy of the
+    same restorer skips the rollouts (delete it after retraining the restorer).
+    """
     for p in model.unit.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(cfg.reinforce.seed)
-    features, psnr, levels = build_rollout_bank(model, sampler, cfg.episodes, cfg.horizon, generator,
-                                                cfg.chunk, progress)
+    if bank_cache is not None and Path(bank_cache).exists():
+        state = load_checkpoint(bank_cache)
+        features, psnr, levels = state["features"], state["psnr"], state["levels"]
+    else:
+        features, psnr, levels = build_rollout_bank(model, sampler, cfg.episodes, cfg.horizon, generator,
+                                                    cfg.chunk, progress)
+        if bank_cache is not None:
+            save_checkpoint(bank_cache, {"features": features, "psnr": psnr, "levels": levels})
     bar = tqdm(total=cfg.reinforce.iterations, disable=not progress, desc="stage 2 REINFORCE", unit="it")
 
     def report(row):
