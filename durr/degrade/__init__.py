@@ -1,9 +1,16 @@
 """Degradation physics of PROTOCOL.md section 2, one module per family, and a registry.
 
+>>> import torch
 >>> from durr.degrade import get_degradation
 >>> deg = get_degradation("gaussian")
->>> out = deg(clean, 25.0, generator=torch.Generator().manual_seed(0))   # clean (B, 1, H, W)
->>> out.noisy, out.reference                                              # (B, 1, H, W) each
+>>> clean = torch.rand(2, 1, 32, 32)                                     # (B, 1, H, W)
+>>> noisy, reference = deg(clean, 25.0, generator=torch.Generator().manual_seed(0))
+>>> noisy.shape
+torch.Size([2, 1, 32, 32])
+
+A level may differ per image (``torch.tensor([10.0, 30.0])``); ``deg.apply_numpy(array, level,
+seed)`` degrades a 2D or 3D numpy array. New families subclass ``Degradation`` and call
+``register``.
 
 Families: ``gaussian`` (OT, [0, 1]), ``mr-rician`` (MR, scanner units), ``ct-lowdose`` (CT, HU).
 """

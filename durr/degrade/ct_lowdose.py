@@ -13,10 +13,12 @@ reference is the noise-free reconstruction of the same geometry and filter, so t
 by the dose only (it is close to, not equal to, the clean slice: the projection and
 interpolation blur it slightly, and HU below -1000 become -1000).
 
-Field of view: the scanner sees the disk inscribed in the slice (radius min(H, W)//2 about the
-pixel (H//2, W//2)), as scikit-image's ``circle=True``. Attenuation outside it is ignored, and
-outside it both ``noisy`` and ``reference`` keep the clean values unchanged (in DICOM that is
-usually the padding value outside the scanner's reconstruction circle).
+Field of view: the whole slice. The detector spans the slice's diagonal (scikit-image's
+``circle=False``), every pixel is attenuating and every pixel is reconstructed, so real slices
+whose anatomy reaches the corners (zoomed reconstructions, e.g. 0.29 mm pixels) degrade
+without a seam. What lies outside the slice is taken as air. ``CTLowDose(circle=True)`` uses
+the inscribed-disk geometry instead (scikit-image's ``circle=True``); outside the disk
+``noisy`` and ``reference`` then keep the clean values.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class CTLowDose(Degradation):
 
     ``spacing_mm`` (float or (B,)) sets the pixel size; the line integrals, hence the noise,
     depend on it. The first call for a new image size builds and caches the projection
-    matrices (seconds at 512 x 512; see ``durr.degrade.radon``).
+    matrices (about 10 s at 512 x 512, 1.4 GB; see ``durr.degrade.radon``).
 
     Examples
     --------
@@ -66,19 +68,24 @@ class CTLowDose(Degradation):
     n_views = 720
     photons = PHOTONS
 
+    def __init__(self, circle: bool = False):
+        super().__init__()
+        self.circle = bool(circle)
+
     def degrade(self, clean, levels, generator, spacing_mm) -> Degraded:
         if (levels <= 0).any():
             raise ValueError(f"{self.name}: the dose fraction must be > 0, got {levels.tolist()}")
         batch, _, height, width = clean.shape
         spacing = spacing_mm.view(-1, 1, 1)
-        sino = radon(hu_to_mu(clean[:, 0]), self.n_views) * spacing          # (B, V, 2R+1)
+        sino = radon(hu_to_mu(clean[:, 0]), self.n_views, self.circle) * spacing   # (B, V, 2T+1)
         blank = (self.photons * levels).view(-1, 1, 1)                         # d * N0
         counts = per_image_noise("poisson", batch, (), generator, clean.device,
                                  rates=blank * torch.exp(-sino)).clamp_min_(1.0)
         noisy_sino = torch.log(blank) - torch.log(counts)                      # -log(I / (d N0))
-        recon = fbp(torch.cat((noisy_sino, sino)), (height, width))            # (2B, H, W)
+        recon = fbp(torch.cat((noisy_sino, sino)), (height, width), self.circle)   # (2B, H, W)
         hu = mu_to_hu(recon / spacing.repeat(2, 1, 1)).unsqueeze(1)            # (2B, 1, H, W)
-        inside = circle_mask(height, width, clean.device)
-        noisy = torch.where(inside, hu[:batch], clean)
-        reference = torch.where(inside, hu[batch:], clean)
+        noisy, reference = hu[:batch], hu[batch:]
+        if self.circle:
+            inside = circle_mask(height, width, clean.device)
+            noisy, reference = torch.where(inside, noisy, clean), torch.where(inside, reference, clean)
         return Degraded(noisy, reference)

@@ -1,18 +1,22 @@
 """Parallel-beam Radon transform and filtered back-projection in torch, batched.
 
-Geometry (the same as scikit-image's ``radon``/``iradon`` with ``circle=True``)
--------------------------------------------------------------------------------
+Geometry (scikit-image's ``radon``/``iradon``, with ``circle=True`` or ``circle=False``)
+----------------------------------------------------------------------------------------
 An image of shape (H, W) rotates about the pixel ``(H // 2, W // 2)``. With pixel offsets
 ``X = col - W // 2`` and ``Y = row - H // 2``, view ``j`` has the angle
 ``theta_j = j * 180 / n_views`` degrees and its ray ``t`` is the line
 
-    X cos(theta) - Y sin(theta) = t,        t = -R, ..., R,   R = min(H, W) // 2,
+    X cos(theta) - Y sin(theta) = t,        t = -T, ..., T,
 
-so a sinogram has shape (..., n_views, 2R + 1) and detector bin ``R`` is the rotation axis.
-Only the inscribed disk ``X^2 + Y^2 <= R^2`` is seen: the forward transform treats the image
-as zero outside it, and the reconstruction is defined inside it (``fbp`` returns 0 outside;
-``circle_mask`` gives the disk). Callers decide what to put outside (``ct_lowdose`` keeps the
-clean image there).
+so a sinogram has shape (..., n_views, 2T + 1) and detector bin ``T`` is the rotation axis.
+What is seen (the *support*) and ``T`` depend on ``circle``:
+
+- ``circle=True``: the disk ``X^2 + Y^2 <= R^2`` inscribed in the image, ``R = min(H, W) // 2``,
+  ``T = R``. The image is taken as zero outside the disk and ``fbp`` returns 0 there
+  (``circle_mask`` gives the disk).
+- ``circle=False``: the whole image. The support is the square ``|X|, |Y| <= R`` with
+  ``R = max(H, W) // 2`` and the detector spans its diagonal, ``T = ceil(R sqrt 2)``; every pixel
+  is reconstructed (scikit-image pads to the diagonal the same way).
 
 Discretisation
 --------------
@@ -30,18 +34,29 @@ Discretisation
 
 Speed
 -----
-Both operators are sparse matrices (int32 CSR), built once per ``(R, n_views, device)`` and
-cached. The lattice ``{-R..R}^2`` and the disk are invariant under the rotation by 90 degrees
-``(X, Y) -> (-Y, X)`` and the mirror ``(X, Y) -> (-X, Y)``, which map the view ``theta`` onto
-``theta + 90``, ``180 - theta`` and ``90 - theta`` with the same ``t``. So the matrices hold only
-the views in [0, 45] degrees (a quarter) and are applied to four permuted copies of the image
-(forward) or of the sinogram (back-projection) in one sparse-dense product, which also takes
-the whole batch as columns. For ``R = 256``, 720 views this is about 75 million nonzeros per
-operator (~0.6 GB each); ``clear_cache()`` frees them. ``n_views`` must be even.
+Both operators are sparse matrices (int32 CSR), built once per ``(R, circle, n_views,
+device)`` and cached. The lattice ``{-R..R}^2`` and the support are invariant under the
+rotation by 90 degrees ``(X, Y) -> (-Y, X)`` and the mirror ``(X, Y) -> (-X, Y)``, which map
+the view ``theta`` onto ``theta + 90``, ``180 - theta`` and ``90 - theta`` with the same ``t``.
+So the matrices hold only the views in [0, 45] degrees (a quarter) and are applied to four
+permuted copies of the image (forward) or of the sinogram (back-projection), which become
+the columns of one sparse-dense product together with the batch (on the CPU in groups of 8
+columns: MKL's product slows down per column beyond that).
+
+The symmetry saves memory and build time, not arithmetic. At 512 x 512 with
+``circle=False`` the operators hold 85 and 95 million nonzeros (1.45 GB together, built in
+10-15 s of one CPU core; ``prepare`` builds them ahead, ``clear_cache`` frees them), and each
+of the 4 columns of an image costs as many multiply-adds. The forward product is the slower
+one per column: a ray crosses the whole image, so every view streams the image through the
+cache, while neighbouring pixels of the back-projection reuse the same detector bins.
+``circle=True`` costs about 20% less. The build runs with one torch thread (thousands of
+small memory-bound steps, which an OpenMP team on a shared CPU slows down tenfold) and
+restores the thread count after. ``n_views`` must be even.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import warnings
@@ -50,7 +65,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["radon", "fbp", "ramp_filter", "circle_mask", "detector_size", "angles_deg", "clear_cache"]
+__all__ = ["radon", "fbp", "ramp_filter", "circle_mask", "detector_size", "angles_deg", "prepare",
+           "clear_cache"]
 
 _CACHE_SIZE = 2          # geometries kept (each ~1.2 GB at 512 x 512, 720 views)
 _COLUMNS = 8             # dense columns per CPU sparse product (slower per column beyond ~8)
@@ -59,9 +75,18 @@ _ops_cache: "OrderedDict[tuple, _Operators]" = OrderedDict()
 _lock = threading.Lock()
 
 
-def detector_size(height: int, width: int) -> int:
-    """Number of detector bins ``2 * (min(H, W) // 2) + 1`` for an (H, W) image."""
-    return 2 * (min(height, width) // 2) + 1
+def _extent(height: int, width: int, circle: bool) -> tuple[int, int]:
+    """(R, T): half-size of the support lattice and of the detector (see module doc)."""
+    if circle:
+        radius = min(height, width) // 2
+        return radius, radius
+    radius = max(height, width) // 2
+    return radius, math.ceil(radius * math.sqrt(2) - 1e-9)
+
+
+def detector_size(height: int, width: int, circle: bool = True) -> int:
+    """Number of detector bins ``2T + 1`` for an (H, W) image (see module doc)."""
+    return 2 * _extent(height, width, circle)[1] + 1
 
 
 def angles_deg(n_views: int) -> torch.Tensor:
@@ -79,18 +104,24 @@ def circle_mask(height: int, width: int, device: torch.device | str | None = Non
 
 @dataclass
 class _Operators:
-    """Everything cached for one (R, n_views, device)."""
+    """Everything cached for one (R, circle, n_views, device); L = 2T + 1 detector bins."""
 
     radius: int
+    half_width: int              # T
     n_views: int
     forward: torch.Tensor        # CSR (n_base * L, P): Joseph projector of the base views
     backward: torch.Tensor       # CSR (P, n_base * L): linear-interpolation back-projector
     targets: torch.Tensor        # (4, n_base) long: view made by each symmetry, -1 if none
     gather_in: torch.Tensor      # (4, P) long: f o g^-1 as disk indices (forward inputs)
     gather_out: torch.Tensor     # (4, P) long: g(p) as disk indices (back-projection outputs)
-    disk_yx: torch.Tensor        # (P, 2) long: (Y, X) offsets of the disk pixels, row-major
-    ramp: torch.Tensor           # (n_fft // 2 + 1,) float32: rfft-domain ramp filter
-    n_fft: int
+    disk_yx: torch.Tensor        # (P, 2) long: (Y, X) offsets of the support pixels (X-major)
+
+
+def prepare(height: int, width: int, n_views: int = 720, circle: bool = True,
+            device: torch.device | str = "cpu") -> None:
+    """Build and cache the operators for (H, W) images now (e.g. before forking data-loader
+    workers, which then share the matrices copy-on-write instead of each building its own)."""
+    _operators(height, width, circle, n_views, torch.device(device))
 
 
 def clear_cache() -> None:
@@ -125,27 +156,33 @@ def _symmetry_orbits(n_views: int) -> torch.Tensor:
     return torch.tensor(columns, dtype=torch.long).T.contiguous()
 
 
+@functools.lru_cache(maxsize=8)
 def _ramp_rfft(n_fft: int) -> torch.Tensor:
-    """scikit-image's ramp filter for an FFT of length ``n_fft``, as rfft weights (float64)."""
+    """scikit-image's ramp filter for an FFT of length ``n_fft``, as rfft weights (float64, CPU)."""
     n = torch.cat((torch.arange(1, n_fft // 2 + 1, 2), torch.arange(n_fft // 2 - 1, 0, -2)))
     h = torch.zeros(n_fft, dtype=torch.float64)
     h[0] = 0.25
     h[1::2] = -1.0 / (math.pi * n.double()) ** 2
-    return 2.0 * torch.fft.rfft(h).real
+    return 2.0 * torch.fft.rfft(h).real                               # (n_fft // 2 + 1,)
 
 
-def _build(radius: int, n_views: int, device: torch.device) -> _Operators:
+def _build(radius: int, half_width: int, circle: bool, n_views: int, device: torch.device) -> _Operators:
     if n_views < 2 or n_views % 2:
         raise ValueError(f"n_views must be even and >= 2, got {n_views}")
-    size = 2 * radius + 1
-    # disk pixels, row-major over (Y, X) in -R..R; lut maps the lattice to disk index or -1
+    if radius < 1:
+        raise ValueError(f"images must be at least 2 x 2 pixels (radius {radius})")
+    size = 2 * radius + 1                      # support lattice -R..R
+    n_det = 2 * half_width + 1                 # detector -T..T
+    # Support pixels in column-major order (X outer, Y inner): the base views' rays run
+    # within 45 degrees of the Y axis, so consecutive taps of a ray are mostly adjacent in
+    # memory (2-3x faster products than row-major). lut[Y + R, X + R] = support index or -1.
     k = torch.arange(-radius, radius + 1, device=device)
-    yy, xx = torch.meshgrid(k, k, indexing="ij")
-    inside = yy**2 + xx**2 <= radius**2
+    xx, yy = torch.meshgrid(k, k, indexing="ij")                     # (X, Y) grids
+    inside = (yy**2 + xx**2 <= radius**2) if circle else torch.ones_like(yy, dtype=torch.bool)
     n_pix = int(inside.sum())
+    ys, xs = yy[inside], xx[inside]                                   # (P,), X-major
     lut = torch.full((size, size), -1, dtype=torch.long, device=device)
-    lut[inside] = torch.arange(n_pix, device=device)
-    ys, xs = yy[inside], xx[inside]                                   # (P,)
+    lut[ys + radius, xs + radius] = torch.arange(n_pix, device=device)
 
     def disk_index(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return lut[y + radius, x + radius]
@@ -164,18 +201,20 @@ def _build(radius: int, n_views: int, device: torch.device) -> _Operators:
         raise ValueError(f"radius {radius} with {n_views} views is too large for 32-bit sparse indices")
 
     # ---- forward: Joseph, rays (view b, bin t) walk rows Y; X = (t + Y sin) / cos ----
-    # Only the rows where the ray is within a pixel of the disk are visited (a ragged set:
-    # the chord of the disk of radius R + 1, in Y, plus one row each side).
+    # Only the rows where the ray is within a pixel of the support are visited (a ragged set:
+    # the chord, in Y, of the support's circumscribed disk grown by 1, plus one row each side).
     lut_pad = torch.full((size, size + 4), -1, dtype=torch.long, device=device)
     lut_pad[:, 2:-2] = lut                     # 2 pad columns each side for clamped x0, x0 + 1
     lut_flat = lut_pad.reshape(-1)
     cols_all, vals_all, counts = [], [], []
-    step = max(1, _CHUNK // (2 * size * size))
+    outer = (radius if circle else radius * math.sqrt(2)) + 1.0
+    bins = torch.arange(-half_width, half_width + 1, device=device, dtype=torch.float64)
+    step = max(1, _CHUNK // (2 * size * n_det))
     for b0 in range(0, n_base, step):
-        c = cos[b0:b0 + step, None].expand(-1, size).reshape(-1)                 # (rays,)
-        s = sin[b0:b0 + step, None].expand(-1, size).reshape(-1)
-        t = k.double()[None, :].expand(c.numel() // size, -1).reshape(-1)
-        half = torch.sqrt((radius + 1.0) ** 2 - t**2) * c + 1.0
+        c = cos[b0:b0 + step, None].expand(-1, n_det).reshape(-1)                # (rays,)
+        s = sin[b0:b0 + step, None].expand(-1, n_det).reshape(-1)
+        t = bins[None, :].expand(c.numel() // n_det, -1).reshape(-1)
+        half = torch.sqrt((outer**2 - t**2).clamp_min(0.0)) * c + 1.0
         y_lo = torch.ceil(-t * s - half).clamp_(-radius, radius).long()
         y_hi = torch.floor(-t * s + half).clamp_(-radius, radius).long()
         n_rows = (y_hi - y_lo + 1).clamp_(min=0)
@@ -196,21 +235,24 @@ def _build(radius: int, n_views: int, device: torch.device) -> _Operators:
         cols_all.append(cols.reshape(-1)[nz].int())
         vals_all.append(vals.reshape(-1)[nz])
         del ray, y, x, x0, w, flat, cols, vals, keep, nz
-    crow = torch.zeros(n_base * size + 1, dtype=torch.long, device=device)
+    crow = torch.zeros(n_base * n_det + 1, dtype=torch.long, device=device)
     crow[1:] = torch.cumsum(torch.cat(counts), 0)
+    if int(crow[-1]) >= 2**31:
+        raise ValueError(f"{size} x {size} pixels with {n_views} views is too large for 32-bit sparse indices")
     cols_all, vals_all = torch.cat(cols_all), torch.cat(vals_all)
-    forward = _csr(crow, cols_all, vals_all, (n_base * size, n_pix))
+    forward = _csr(crow, cols_all, vals_all, (n_base * n_det, n_pix))
     del cols_all, vals_all
 
     # ---- back-projection: pixel p, base view b: t = X cos - Y sin, linear in t ----
+    # |t| <= T on the support, so the two bins k0, k0 + 1 always exist
     cols_all = torch.empty(n_pix, n_base, 2, dtype=torch.int32, device=device)
     vals_all = torch.empty(n_pix, n_base, 2, dtype=torch.float32, device=device)
     step = max(1, _CHUNK // (2 * n_base))
-    offsets = (torch.arange(n_base, device=device, dtype=torch.int32) * size)[None, :]
-    coef = torch.stack((cos, -sin, torch.full_like(cos, float(radius))))    # (3, b)
+    offsets = (torch.arange(n_base, device=device, dtype=torch.int32) * n_det)[None, :]
+    coef = torch.stack((cos, -sin, torch.full_like(cos, float(half_width))))  # (3, b)
     pix = torch.stack((xs.double(), ys.double(), torch.ones_like(xs, dtype=torch.float64)), 1)
     for p0 in range(0, n_pix, step):
-        t = (pix[p0:p0 + step] @ coef).clamp_(0.0, 2 * radius - 1e-6)      # (p, b) in [0, 2R)
+        t = (pix[p0:p0 + step] @ coef).clamp_(0.0, 2 * half_width - 1e-6)  # (p, b) in [0, 2T)
         w = torch.frac(t).float()
         k0 = t.floor_().int() + offsets
         cols_all[p0:p0 + step, :, 0] = k0
@@ -218,13 +260,10 @@ def _build(radius: int, n_views: int, device: torch.device) -> _Operators:
         vals_all[p0:p0 + step, :, 0] = 1.0 - w
         vals_all[p0:p0 + step, :, 1] = w
     crow = torch.arange(n_pix + 1, dtype=torch.long, device=device) * (2 * n_base)
-    backward = _csr(crow, cols_all.reshape(-1), vals_all.reshape(-1), (n_pix, n_base * size))
+    backward = _csr(crow, cols_all.reshape(-1), vals_all.reshape(-1), (n_pix, n_base * n_det))
     del cols_all, vals_all
-
-    n_fft = max(64, 2 ** math.ceil(math.log2(2 * size)))
-    ramp = _ramp_rfft(n_fft)[: n_fft // 2 + 1].float().to(device)
-    return _Operators(radius, n_views, forward, backward, targets, g_in, g_out,
-                      torch.stack((ys, xs), 1), ramp, n_fft)
+    return _Operators(radius, half_width, n_views, forward, backward, targets, g_in, g_out,
+                      torch.stack((ys, xs), 1))
 
 
 def _csr(crow: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -235,8 +274,9 @@ def _csr(crow: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tupl
                                        device=vals.device, check_invariants=False)
 
 
-def _operators(radius: int, n_views: int, device: torch.device) -> _Operators:
-    key = (radius, n_views, str(device))
+def _operators(height: int, width: int, circle: bool, n_views: int, device: torch.device) -> _Operators:
+    radius, half_width = _extent(height, width, circle)
+    key = (radius, bool(circle), n_views, str(device))
     with _lock:
         ops = _ops_cache.get(key)
         if ops is not None:
@@ -247,7 +287,7 @@ def _operators(radius: int, n_views: int, device: torch.device) -> _Operators:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            ops = _build(radius, n_views, device)
+            ops = _build(radius, half_width, bool(circle), n_views, device)
         finally:
             torch.set_num_threads(threads)
         _ops_cache[key] = ops
@@ -265,10 +305,10 @@ def _spmm(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
 
 
 def _image_index(ops: _Operators, height: int, width: int) -> torch.Tensor:
-    """(P,) flat index of each disk pixel into an (H*W + 1) image whose last entry is 0."""
+    """(P,) flat index of each support pixel into an (H*W + 1) image whose last entry is 0."""
     row = ops.disk_yx[:, 0] + height // 2
     col = ops.disk_yx[:, 1] + width // 2
-    ok = (row < height) & (col < width)          # an even size lacks the lattice row/col +R
+    ok = (row >= 0) & (row < height) & (col >= 0) & (col < width)   # lattice points off the image
     return torch.where(ok, row * width + col, height * width)
 
 
@@ -280,42 +320,44 @@ def _check(images: torch.Tensor, name: str, ndim_min: int = 2) -> None:
                          f"{tuple(images.shape)} {images.dtype}")
 
 
-def radon(images: torch.Tensor, n_views: int = 720) -> torch.Tensor:
-    """Parallel-beam Radon transform of the inscribed disk, in pixel units.
+def radon(images: torch.Tensor, n_views: int = 720, circle: bool = True) -> torch.Tensor:
+    """Parallel-beam Radon transform, in pixel units.
 
     Parameters
     ----------
-    images : tensor (..., H, W), float. Treated as zero outside the disk of radius min(H, W)//2.
+    images : tensor (..., H, W), float.
     n_views : number of views, even, angles ``j * 180 / n_views`` degrees.
+    circle : True: only the inscribed disk is seen (the image is taken as zero outside it);
+        False: the whole image (see module doc).
 
     Returns
     -------
-    sinogram : tensor (..., n_views, 2R + 1), float32, ``p(theta, t) = sum over the ray`` with
+    sinogram : tensor (..., n_views, 2T + 1), float32, ``p(theta, t) = sum over the ray`` with
         unit pixel length (multiply by the pixel spacing for millimetres).
 
     Examples
     --------
     >>> img = torch.zeros(1, 64, 64); img[0, 24:40, 24:40] = 1
-    >>> radon(img, 180).shape
-    torch.Size([1, 180, 65])
+    >>> radon(img, 180).shape, radon(img, 180, circle=False).shape
+    (torch.Size([1, 180, 65]), torch.Size([1, 180, 93]))
     """
     _check(images, "radon")
     *lead, height, width = images.shape
-    ops = _operators(min(height, width) // 2, n_views, images.device)
+    ops = _operators(height, width, circle, n_views, images.device)
     flat = images.reshape(-1, height * width).float()
     n_img = flat.shape[0]
     flat = torch.cat((flat, flat.new_zeros(n_img, 1)), 1)             # slot H*W is 0
     disk = flat[:, _image_index(ops, height, width)]                   # (B, P)
     inputs = disk[:, ops.gather_in]                                    # (B, 4, P): f o g^-1
     inputs = inputs.permute(2, 1, 0).reshape(disk.shape[1], 4 * n_img)  # (P, 4B)
-    size = 2 * ops.radius + 1
+    n_det = 2 * ops.half_width + 1
     n_base = ops.targets.shape[1]
-    proj = _spmm(ops.forward, inputs).reshape(n_base, size, 4, n_img)      # (base, t, sym, B)
-    sino = proj.new_zeros(n_views, size, n_img)
+    proj = _spmm(ops.forward, inputs).reshape(n_base, n_det, 4, n_img)     # (base, t, sym, B)
+    sino = proj.new_zeros(n_views, n_det, n_img)
     for sym in range(4):
         valid = ops.targets[sym] >= 0
         sino[ops.targets[sym][valid]] = proj[valid, :, sym, :]
-    return sino.permute(2, 0, 1).reshape(*lead, n_views, size)
+    return sino.permute(2, 0, 1).reshape(*lead, n_views, n_det)
 
 
 def ramp_filter(sinogram: torch.Tensor) -> torch.Tensor:
@@ -327,18 +369,20 @@ def ramp_filter(sinogram: torch.Tensor) -> torch.Tensor:
     _check(sinogram, "ramp_filter")
     n_det = sinogram.shape[-1]
     n_fft = max(64, 2 ** math.ceil(math.log2(2 * n_det)))
-    ramp = _ramp_rfft(n_fft)[: n_fft // 2 + 1].to(sinogram.device, torch.float32)
+    ramp = _ramp_rfft(n_fft).to(sinogram.device, torch.float32)
     spec = torch.fft.rfft(sinogram.float(), n=n_fft, dim=-1) * ramp
     return torch.fft.irfft(spec, n=n_fft, dim=-1)[..., :n_det]
 
 
-def fbp(sinogram: torch.Tensor, shape: tuple[int, int], filtered: bool = False) -> torch.Tensor:
-    """Filtered back-projection onto an (H, W) image, zero outside the inscribed disk.
+def fbp(sinogram: torch.Tensor, shape: tuple[int, int], circle: bool = True,
+        filtered: bool = False) -> torch.Tensor:
+    """Filtered back-projection onto an (H, W) image.
 
     Parameters
     ----------
-    sinogram : tensor (..., n_views, 2R + 1) in the geometry of ``radon`` (pixel units).
-    shape : (H, W) of the image, with ``min(H, W) // 2 == R``.
+    sinogram : tensor (..., n_views, 2T + 1) in the geometry of ``radon`` (pixel units).
+    shape : (H, W) of the image; ``detector_size(H, W, circle)`` must be 2T + 1.
+    circle : True: reconstruct the inscribed disk, 0 outside it; False: every pixel.
     filtered : True if ``sinogram`` is already ramp-filtered.
 
     Returns
@@ -348,19 +392,19 @@ def fbp(sinogram: torch.Tensor, shape: tuple[int, int], filtered: bool = False) 
     """
     _check(sinogram, "fbp")
     height, width = shape
-    *lead, n_views, size = sinogram.shape
-    radius = min(height, width) // 2
-    if size != 2 * radius + 1:
-        raise ValueError(f"fbp: sinogram has {size} bins, an image of shape {shape} needs {2 * radius + 1}")
-    ops = _operators(radius, n_views, sinogram.device)
+    *lead, n_views, n_det = sinogram.shape
+    if n_det != detector_size(height, width, circle):
+        raise ValueError(f"fbp: sinogram has {n_det} bins, an image of shape {tuple(shape)} "
+                         f"(circle={circle}) needs {detector_size(height, width, circle)}")
+    ops = _operators(height, width, circle, n_views, sinogram.device)
     q = sinogram if filtered else ramp_filter(sinogram)
-    q = q.reshape(-1, n_views, size).float()
+    q = q.reshape(-1, n_views, n_det).float()
     n_img = q.shape[0]
-    q = torch.cat((q.permute(1, 2, 0), q.new_zeros(1, size, n_img)), 0)  # (V + 1, t, B), V is 0
+    q = torch.cat((q.permute(1, 2, 0), q.new_zeros(1, n_det, n_img)), 0)  # (V + 1, t, B), V is 0
     targets = torch.where(ops.targets >= 0, ops.targets, n_views)        # (4, base)
     stacked = q[targets.T]                                               # (base, 4, t, B)
     n_base = targets.shape[1]
-    stacked = stacked.permute(0, 2, 1, 3).reshape(n_base * size, 4 * n_img)  # (base*t, 4B)
+    stacked = stacked.permute(0, 2, 1, 3).reshape(n_base * n_det, 4 * n_img)  # (base*t, 4B)
     back = _spmm(ops.backward, stacked).reshape(-1, 4, n_img)                # (P, 4, B)
     disk = sum(back[ops.gather_out[sym], sym, :] for sym in range(4))    # (P, B)
     disk = disk * (math.pi / (2 * n_views))
