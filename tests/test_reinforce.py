@@ -3,7 +3,7 @@
 import torch
 
 from durr.control.features import NUM_FEATURES
-from durr.control.policy import StopPolicy
+from durr.control.policy import PolicyConfig, StopPolicy
 from durr.train.reinforce import (ReinforceConfig, episode_return, greedy_stops, sample_stops,
                                   stop_log_prob, train_policy)
 
@@ -24,7 +24,7 @@ def toy_bank(n=2000, horizon=20, seed=0):
 def test_reinforce_learns_the_level_dependent_stop():
     torch.manual_seed(0)
     feats, psnr, best = toy_bank()
-    policy = StopPolicy()
+    policy = StopPolicy(PolicyConfig(features=("log_sigma_input", "step_over_ten")))  # (level, n / 10)
     train_policy(policy, feats, psnr, ReinforceConfig(iterations=1500, batch=256, lr=1e-2, entropy_weight=0.001))
     test_feats, _, test_best = toy_bank(n=1000, seed=1)
     with torch.no_grad():

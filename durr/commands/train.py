@@ -70,7 +70,8 @@ def _train_policy(args, cfg) -> int:
     model, baseline = load_model(folder), load_baseline(folder)
     extra = {k: v for k, v in read_config(folder).items() if k not in ("durr", "fixed_cnn")}
     sampler = make_sampler(cfg, cfg.stage2.patch, args.corpus, args.work_dir or Path("runs") / args.family)
-    result = train_stage2(model, sampler, cfg.stage2)
+    work = args.work_dir or Path("runs") / args.family
+    result = train_stage2(model, sampler, cfg.stage2, bank_cache=work / "rollouts.pt")
     extra["fixed_steps"] = best_fixed_steps(result["bank_psnr"])
     extra.setdefault("training", {})["stage2_final"] = result["history"][-1]
     save_model(args.out or folder, model, baseline, extra_config=extra)

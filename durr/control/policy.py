@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from durr.control.features import NUM_FEATURES
+from durr.control.features import FEATURE_NAMES
+
+# Scale-free ratios only: their values at the right stopping time do not depend on how heavy the
+# degradation is, so the policy need not extrapolate to stop well at unseen, heavier levels.
+# (The absolute noise level and the step index are available but were seen to pin the stop
+# to the step counts of the training levels.)
+LEVEL_FREE_FEATURES = ("moved_over_sigma", "update_over_sigma", "residual_noise_ratio")
 
 
 @dataclass
 class PolicyConfig:
     hidden: int = 32
     layers: int = 2
+    features: tuple[str, ...] = field(default_factory=lambda: LEVEL_FREE_FEATURES)
+
+    def __post_init__(self):
+        self.features = tuple(self.features)
+        unknown = [f for f in self.features if f not in FEATURE_NAMES]
+        if unknown or not self.features:
+            raise ValueError(f"unknown policy features {unknown}; choose from {FEATURE_NAMES}")
 
 
 class StopPolicy(nn.Module):
     """An MLP on standardised state features (see ``durr.control.features``).
 
-    features (B, NUM_FEATURES) -> stop logit (B,). ``p_stop = sigmoid(logit)``.
+    features (B, NUM_FEATURES) (all of ``FEATURE_NAMES``; the policy selects ``config.features``)
+    -> stop logit (B,). ``p_stop = sigmoid(logit)``.
     The feature mean and std are buffers fitted once on the training rollouts
     (``fit_standardisation``), so a saved policy carries them.
     """
@@ -27,24 +41,27 @@ class StopPolicy(nn.Module):
     def __init__(self, config: PolicyConfig | None = None):
         super().__init__()
         self.config = config = config or PolicyConfig()
-        dims = [NUM_FEATURES] + [config.hidden] * config.layers
+        self.register_buffer("feature_index", torch.tensor([FEATURE_NAMES.index(f) for f in config.features]),
+                             persistent=False)
+        n_in = len(config.features)
+        dims = [n_in] + [config.hidden] * config.layers
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             layers += [nn.Linear(a, b), nn.Tanh()]
         layers.append(nn.Linear(dims[-1], 1))
         self.net = nn.Sequential(*layers)
-        self.register_buffer("feature_mean", torch.zeros(NUM_FEATURES))
-        self.register_buffer("feature_std", torch.ones(NUM_FEATURES))
+        self.register_buffer("feature_mean", torch.zeros(n_in))
+        self.register_buffer("feature_std", torch.ones(n_in))
 
     @torch.no_grad()
     def fit_standardisation(self, features: torch.Tensor) -> None:
         """features (..., NUM_FEATURES): set the standardisation from a sample of states."""
-        flat = features.reshape(-1, NUM_FEATURES)
+        flat = features.reshape(-1, features.shape[-1])[:, self.feature_index]
         self.feature_mean.copy_(flat.mean(0))
         self.feature_std.copy_(flat.std(0).clamp_min(1e-3))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        z = (features - self.feature_mean) / self.feature_std
+        z = (features[..., self.feature_index] - self.feature_mean) / self.feature_std
         return self.net(z).squeeze(-1)
 
     def stop_probability(self, features: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from durr.data.sources import GROUP_OF_FAMILY
 from durr.infer.model_io import save_model
 from durr.train.checkpoint import load_checkpoint
 from durr.train.bank import build_bank
-from durr.train.stage1 import Stage1Config, train_stage1
+from durr.train.stage1 import Stage1Config, load_restorer_state, train_stage1
 from durr.train.stage2 import Stage2Config, build_rollout_bank, train_stage2
 
 
@@ -106,8 +106,8 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
     torch.manual_seed(cfg.stage1.seed)
     baseline = FixedDepthCNN(cfg.baseline)
     s1b = train_stage1(baseline, sampler, cfg.stage1, work_dir / "fixed_cnn", device, progress=progress)
-    model.load_state_dict(load_checkpoint(work_dir / "restorer" / "checkpoint.pt")["model"])
-    baseline.load_state_dict(load_checkpoint(work_dir / "fixed_cnn" / "checkpoint.pt")["model"])
+    load_restorer_state(model, load_checkpoint(work_dir / "restorer" / "checkpoint.pt")["model"])
+    load_restorer_state(baseline, load_checkpoint(work_dir / "fixed_cnn" / "checkpoint.pt")["model"])
     model, baseline = model.cpu(), baseline.cpu()
 
     t2 = time.perf_counter()

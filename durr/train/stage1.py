@@ -43,6 +43,21 @@ class Stage1Config:
     log_every: int = 10
 
 
+def load_restorer_state(model: torch.nn.Module, state: dict) -> None:
+    """Load stage-1 weights; a DURR's policy is stage 2's business and is left as it is.
+
+    (So a stage-1 checkpoint still fits when the policy's configuration changed since.)
+    """
+    if isinstance(model, DURR):
+        state = {k: v for k, v in state.items() if not k.startswith("policy.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        wrong = [k for k in missing if not k.startswith("policy.")] + list(unexpected)
+        if wrong:
+            raise RuntimeError(f"stage-1 checkpoint does not fit the model: {wrong[:5]}")
+    else:
+        model.load_state_dict(state)
+
+
 def cosine_lr(cfg: Stage1Config, iteration: int) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * iteration / cfg.iterations))
 
@@ -83,7 +98,7 @@ def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config
     start, elapsed = 0, 0.0
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
+        load_restorer_state(model, state["model"])
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         start, elapsed = int(state["iteration"]), float(state["elapsed"])
