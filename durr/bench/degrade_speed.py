@@ -4,9 +4,9 @@
                                        [--skimage-repeats 3] [--no-skimage]
 
 Prints, for ``ct-lowdose`` (720 views, Poisson, FBP of the noisy and the noise-free sinogram):
-the one-off build of the projection matrices, then the median wall-clock seconds per slice at
-batch 1 and batch 4; the same for ``gaussian`` and ``mr-rician``; and scikit-image's
-``radon`` + ``iradon`` (ramp, linear, circle=True, 720 views) on one slice, which is what one
+the one-off build of the projection matrices, then the median wall-clock and CPU seconds per
+slice at batch 1 and batch 4; the same for ``gaussian`` and ``mr-rician``; and scikit-image's
+``radon`` + ``iradon`` (ramp, linear, circle=False as ct-lowdose, 720 views) on one slice, which is what one
 CT degradation would cost with it (twice that for the noisy and the reference FBP). The
 machine's load average is printed too: on a shared CPU the figures move with it.
 """
@@ -37,17 +37,19 @@ def phantom_hu(size: int) -> np.ndarray:
     return hu
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
+def _median_seconds(fn, repeats: int) -> tuple[float, float]:
+    """Median wall-clock and median CPU (process) seconds of ``fn()``."""
+    wall, cpu = [], []
     for _ in range(repeats):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from durr.degrade import get_degradation
-    from durr.degrade.radon import _operators
+    from durr.degrade.radon import prepare
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -72,11 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ct = get_degradation("ct-lowdose")
     start = time.perf_counter()
-    _operators(size // 2, ct.n_views, device)
+    prepare(size, size, ct.n_views, circle=ct.circle, device=device)
     print(f"ct-lowdose  one-off build of the projection matrices: {time.perf_counter() - start:.2f} s")
 
     hu = torch.from_numpy(phantom_hu(size)).to(device)
-    rows = []
     for name, image, level in (("ct-lowdose", hu, 0.1), ("mr-rician", (hu + 1000).clamp_min(0), 5.0),
                                ("gaussian", ((hu + 1000) / 2000).clamp(0, 1), 25.0)):
         deg = get_degradation(name)
@@ -84,25 +85,23 @@ def main(argv: list[str] | None = None) -> int:
             x = image.expand(batch, 1, size, size).contiguous()
             generator = torch.Generator().manual_seed(0)
             deg(x, level, generator=generator)                          # warm-up
-            seconds = _median_seconds(lambda: deg(x, level, generator=generator), args.repeats)
-            rows.append((name, batch, seconds / batch))
-            print(f"{name:<11} batch {batch}: {seconds / batch:.3f} s per slice (median of {args.repeats})")
+            wall, cpu = _median_seconds(lambda: deg(x, level, generator=generator), args.repeats)
+            print(f"{name:<11} batch {batch}: {wall / batch:.3f} s per slice wall, {cpu / batch:.3f} s CPU "
+                  f"(medians of {args.repeats})")
 
     if not args.no_skimage:
         from skimage.transform import iradon, radon
 
         mu = np.clip(0.0192 * (1 + phantom_hu(size).astype(np.float64) / 1000), 0, None) * 0.7
-        yy, xx = np.mgrid[:size, :size] - size // 2
-        mu[yy**2 + xx**2 > (size // 2) ** 2] = 0
         theta = np.arange(ct.n_views) * 180.0 / ct.n_views
 
         def sk():
-            sino = radon(mu, theta, circle=True)
-            iradon(sino, theta, filter_name="ramp", interpolation="linear", circle=True)
+            sino = radon(mu, theta, circle=ct.circle)
+            iradon(sino, theta, filter_name="ramp", interpolation="linear", circle=ct.circle)
 
-        seconds = _median_seconds(sk, args.skimage_repeats)
-        print(f"scikit-image radon + iradon (one FBP), {ct.n_views} views: {seconds:.2f} s per slice "
-              f"(median of {args.skimage_repeats}); a ct-lowdose pair needs one more iradon")
+        wall, cpu = _median_seconds(sk, args.skimage_repeats)
+        print(f"scikit-image radon + iradon (one FBP), {ct.n_views} views: {wall:.2f} s per slice wall, "
+              f"{cpu:.2f} s CPU (medians of {args.skimage_repeats}); a ct-lowdose pair needs one more iradon")
     return 0
 
 

@@ -48,7 +48,9 @@ The symmetry saves memory and build time, not arithmetic. At 512 x 512 with
 10-15 s of one CPU core; ``prepare`` builds them ahead, ``clear_cache`` frees them), and each
 of the 4 columns of an image costs as many multiply-adds. The forward product is the slower
 one per column: a ray crosses the whole image, so every view streams the image through the
-cache, while neighbouring pixels of the back-projection reuse the same detector bins.
+cache, while neighbouring pixels of the back-projection reuse the same detector bins; so
+the forward matrix is cut into vertical strips of 16384 pixels whose slice of the image
+stays in cache (3x faster).
 ``circle=True`` costs about 20% less. The build runs with one torch thread (thousands of
 small memory-bound steps, which an OpenMP team on a shared CPU slows down tenfold) and
 restores the thread count after. ``n_views`` must be even.
@@ -71,6 +73,7 @@ __all__ = ["radon", "fbp", "ramp_filter", "circle_mask", "detector_size", "angle
 _CACHE_SIZE = 2          # geometries kept (each ~1.2 GB at 512 x 512, 720 views)
 _COLUMNS = 8             # dense columns per CPU sparse product (slower per column beyond ~8)
 _CHUNK = 1 << 18         # entries built per step while assembling a matrix (cache-sized)
+_STRIP = 1 << 14         # pixels per strip of the forward matrix (its operand slice fits cache)
 _ops_cache: "OrderedDict[tuple, _Operators]" = OrderedDict()
 _lock = threading.Lock()
 
@@ -109,7 +112,7 @@ class _Operators:
     radius: int
     half_width: int              # T
     n_views: int
-    forward: torch.Tensor        # CSR (n_base * L, P): Joseph projector of the base views
+    forward: list                # CSR (n_base * L, strip) each: Joseph projector, by pixel strip
     backward: torch.Tensor       # CSR (P, n_base * L): linear-interpolation back-projector
     targets: torch.Tensor        # (4, n_base) long: view made by each symmetry, -1 if none
     gather_in: torch.Tensor      # (4, P) long: f o g^-1 as disk indices (forward inputs)
@@ -206,7 +209,12 @@ def _build(radius: int, half_width: int, circle: bool, n_views: int, device: tor
     lut_pad = torch.full((size, size + 4), -1, dtype=torch.long, device=device)
     lut_pad[:, 2:-2] = lut                     # 2 pad columns each side for clamped x0, x0 + 1
     lut_flat = lut_pad.reshape(-1)
-    cols_all, vals_all, counts = [], [], []
+    # The matrix is cut into strips of _STRIP pixel columns (vertical image strips): a strip's
+    # slice of the dense operand stays in cache while its rays are summed (~3x faster).
+    n_strips = -(-n_pix // _STRIP)
+    strip_cols = [[] for _ in range(n_strips)]
+    strip_vals = [[] for _ in range(n_strips)]
+    strip_counts = [[] for _ in range(n_strips)]
     outer = (radius if circle else radius * math.sqrt(2)) + 1.0
     bins = torch.arange(-half_width, half_width + 1, device=device, dtype=torch.float64)
     step = max(1, _CHUNK // (2 * size * n_det))
@@ -214,11 +222,12 @@ def _build(radius: int, half_width: int, circle: bool, n_views: int, device: tor
         c = cos[b0:b0 + step, None].expand(-1, n_det).reshape(-1)                # (rays,)
         s = sin[b0:b0 + step, None].expand(-1, n_det).reshape(-1)
         t = bins[None, :].expand(c.numel() // n_det, -1).reshape(-1)
+        n_rays = t.numel()
         half = torch.sqrt((outer**2 - t**2).clamp_min(0.0)) * c + 1.0
         y_lo = torch.ceil(-t * s - half).clamp_(-radius, radius).long()
         y_hi = torch.floor(-t * s + half).clamp_(-radius, radius).long()
         n_rows = (y_hi - y_lo + 1).clamp_(min=0)
-        ray = torch.repeat_interleave(torch.arange(t.numel(), device=device), n_rows)  # (rows,)
+        ray = torch.repeat_interleave(torch.arange(n_rays, device=device), n_rows)  # (rows,)
         start = torch.cumsum(n_rows, 0) - n_rows
         y = y_lo[ray] + torch.arange(ray.numel(), device=device) - start[ray]        # (rows,)
         cr = c[ray]
@@ -228,20 +237,26 @@ def _build(radius: int, half_width: int, circle: bool, n_views: int, device: tor
         flat = (y + radius) * (size + 4) + 2 + radius + x0.long().clamp_(-radius - 2, radius + 1)
         cols = torch.stack((lut_flat[flat], lut_flat[flat + 1]), 1)               # (rows, 2)
         vals = torch.stack((1.0 - w, w), 1) / cr.float()[:, None]
-        keep = (cols >= 0) & (vals > 0)
-        counts.append(torch.zeros(t.numel(), dtype=torch.long, device=device)
-                      .index_add_(0, ray, keep.sum(1)))
-        nz = keep.reshape(-1).nonzero().squeeze(1)          # much faster than cols[keep]
-        cols_all.append(cols.reshape(-1)[nz].int())
-        vals_all.append(vals.reshape(-1)[nz])
-        del ray, y, x, x0, w, flat, cols, vals, keep, nz
-    crow = torch.zeros(n_base * n_det + 1, dtype=torch.long, device=device)
-    crow[1:] = torch.cumsum(torch.cat(counts), 0)
-    if int(crow[-1]) >= 2**31:
-        raise ValueError(f"{size} x {size} pixels with {n_views} views is too large for 32-bit sparse indices")
-    cols_all, vals_all = torch.cat(cols_all), torch.cat(vals_all)
-    forward = _csr(crow, cols_all, vals_all, (n_base * n_det, n_pix))
-    del cols_all, vals_all
+        nz = ((cols >= 0) & (vals > 0)).reshape(-1).nonzero().squeeze(1)  # faster than a mask
+        cols, vals = cols.reshape(-1)[nz], vals.reshape(-1)[nz]              # (entries,)
+        ray = ray.repeat_interleave(2)[nz]
+        strip = torch.div(cols, _STRIP, rounding_mode="floor")
+        order = torch.argsort(strip, stable=True)          # by strip, ray order kept within
+        counts = torch.bincount(strip * n_rays + ray, minlength=n_strips * n_rays).view(n_strips, n_rays)
+        sizes = counts.sum(1).tolist()
+        for k, (ck, vk) in enumerate(zip(torch.split((cols - strip * _STRIP)[order].int(), sizes),
+                                         torch.split(vals[order], sizes))):
+            strip_cols[k].append(ck)
+            strip_vals[k].append(vk)
+            strip_counts[k].append(counts[k])
+        del ray, y, x, x0, w, flat, cols, vals, nz, strip, order
+    forward = []
+    for k in range(n_strips):
+        crow = torch.zeros(n_base * n_det + 1, dtype=torch.long, device=device)
+        crow[1:] = torch.cumsum(torch.cat(strip_counts[k]), 0)
+        width = min(_STRIP, n_pix - k * _STRIP)
+        forward.append(_csr(crow, torch.cat(strip_cols[k]), torch.cat(strip_vals[k]), (n_base * n_det, width)))
+        strip_cols[k] = strip_vals[k] = None
 
     # ---- back-projection: pixel p, base view b: t = X cos - Y sin, linear in t ----
     # |t| <= T on the support, so the two bins k0, k0 + 1 always exist
@@ -352,7 +367,10 @@ def radon(images: torch.Tensor, n_views: int = 720, circle: bool = True) -> torc
     inputs = inputs.permute(2, 1, 0).reshape(disk.shape[1], 4 * n_img)  # (P, 4B)
     n_det = 2 * ops.half_width + 1
     n_base = ops.targets.shape[1]
-    proj = _spmm(ops.forward, inputs).reshape(n_base, n_det, 4, n_img)     # (base, t, sym, B)
+    proj = _spmm(ops.forward[0], inputs[:_STRIP])
+    for k in range(1, len(ops.forward)):
+        proj += _spmm(ops.forward[k], inputs[k * _STRIP:(k + 1) * _STRIP])
+    proj = proj.reshape(n_base, n_det, 4, n_img)                          # (base, t, sym, B)
     sino = proj.new_zeros(n_views, n_det, n_img)
     for sym in range(4):
         valid = ops.targets[sym] >= 0
