@@ -37,6 +37,7 @@ class RecipeConfig:
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     bank_per_slice: int = 8     # degraded realisations per training slice (CT: FBP is slow, fewer)
+    degradation_options: dict = field(default_factory=dict)  # e.g. ct-lowdose {"circle": true}
 
     @classmethod
     def for_family(cls, family: str, overrides: dict | None = None) -> "RecipeConfig":
@@ -50,7 +51,7 @@ class RecipeConfig:
             target = getattr(cfg, section, None)
             if target is None:
                 raise ValueError(f"unknown config section {section!r}")
-            if not isinstance(values, dict):
+            if not isinstance(values, dict) or isinstance(target, dict):
                 setattr(cfg, section, values)
                 continue
             for key, value in values.items():
@@ -79,6 +80,8 @@ def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, w
     from durr.degrade import get_degradation
 
     deg = get_degradation(cfg.family)
+    if cfg.degradation_options:
+        deg = type(deg)(**cfg.degradation_options)
     data = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus)
     cache = None if work_dir is None else Path(work_dir) / f"bank_{cfg.bank_per_slice}_{cfg.stage1.seed}.pt"
     bank = build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress)
