@@ -1,13 +1,17 @@
 """``durr degrade``: degrade a clean scan with a family of PROTOCOL.md section 2.
 
     durr degrade IN OUT --family F --level L [--seed S] [--reference REF_OUT]
-                 [--modality auto|ct|mr|other] [--spacing MM] [--clip]
+                 [--modality auto|ct|mr|other] [--spacing MM] [--no-clip]
 
 OUT is written in IN's format, headers and units (``durr.io.save_scan(like=IN)``). For
 ``ct-lowdose`` the reference (the noise-free FBP of the same geometry, the image to score
 against) is written too, to REF_OUT or by default to OUT with ``_reference`` before the
 extension; for the other families the reference is the input itself and is written only when
 ``--reference`` is given. A volume is degraded slice by slice with one seeded generator.
+
+Noise pushes some values past what the output's stored bit depth can hold (air below
+-1024 HU in most CT DICOM, MR above 255 in 8-bit NIfTI); they are clipped to the storable
+range, as a scanner would, with a warning giving their number (``--no-clip``: fail instead).
 Never writes over IN. Exit status 0 on success, 2 for a scan that cannot be read or written.
 """
 
@@ -47,8 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="modality of a scan whose format has none (NIfTI, images, NPY)")
     parser.add_argument("--spacing", type=_positive_float, metavar="MM",
                         help="pixel spacing in mm for ct-lowdose (default: the scan's, or 0.7 for images/NPY)")
-    parser.add_argument("--clip", action="store_true",
-                        help="clip values the output's bit depth cannot hold (with a warning) instead of failing")
+    parser.add_argument("--no-clip", dest="clip", action="store_false",
+                        help="fail, instead of clipping with a warning, when values exceed what the output's "
+                             "bit depth can hold")
 
 
 def reference_path(output: Path) -> Path:

@@ -5,8 +5,9 @@ Shapes: images are channel-first batches ``(B, 1, H, W)`` in the family's physic
 
 Randomness: image ``i`` of a batch uses the ``i``-th draw from the generator, in batch order, on
 the generator's device (CPU unless a CUDA generator is given). So a batch degrades exactly as
-its images would one after another with the same generator, and the result does not depend on
-the device the images are on (up to floating point rounding).
+its images would one after another with the same generator, and the draws do not depend on
+the device the images are on (the results agree up to floating point rounding, except that a
+Poisson count may differ where its rate was rounded differently).
 """
 
 from __future__ import annotations
