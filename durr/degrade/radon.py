@@ -35,31 +35,32 @@ Discretisation
 Speed
 -----
 Both operators are sparse matrices (int32 CSR), built once per ``(R, circle, n_views,
-device)`` and cached. The lattice ``{-R..R}^2`` and the support are invariant under the
-rotation by 90 degrees ``(X, Y) -> (-Y, X)`` and the mirror ``(X, Y) -> (-X, Y)``, which map
-the view ``theta`` onto ``theta + 90``, ``180 - theta`` and ``90 - theta`` with the same ``t``.
-So the matrices hold only the views in [0, 45] degrees (a quarter) and are applied to four
-permuted copies of the image (forward) or of the sinogram (back-projection), which become
-the columns of one sparse-dense product together with the batch (on the CPU in groups of 8
-columns: MKL's product slows down per column beyond that).
+device)`` and cached; least recently used geometries are dropped beyond 3 GB (environment
+variable ``DURR_RADON_CACHE_GB``). The lattice ``{-R..R}^2`` and the support are invariant
+under the rotation by 90 degrees ``(X, Y) -> (-Y, X)`` and the mirror ``(X, Y) -> (-X, Y)``,
+which map the view ``theta`` onto ``theta + 90``, ``180 - theta`` and ``90 - theta`` with the
+same ``t``. So the matrices hold only the views in [0, 45] degrees (a quarter) and are applied
+to four permuted copies of the image (forward) or of the sinogram (back-projection), which
+become the columns of one sparse-dense product together with the batch (on the CPU in groups
+of 8 columns: MKL's product slows down per column beyond that).
 
-The symmetry saves memory and build time, not arithmetic. At 512 x 512 with
-``circle=False`` the operators hold 85 and 95 million nonzeros (1.45 GB together, built in
-10-15 s of one CPU core; ``prepare`` builds them ahead, ``clear_cache`` frees them), and each
-of the 4 columns of an image costs as many multiply-adds. The forward product is the slower
-one per column: a ray crosses the whole image, so every view streams the image through the
-cache, while neighbouring pixels of the back-projection reuse the same detector bins; so
-the forward matrix is cut into vertical strips of 16384 pixels whose slice of the image
-stays in cache (3x faster).
-``circle=True`` costs about 20% less. The build runs with one torch thread (thousands of
-small memory-bound steps, which an OpenMP team on a shared CPU slows down tenfold) and
-restores the thread count after. ``n_views`` must be even.
+The symmetry saves memory and build time, not arithmetic. At 512 x 512 with ``circle=False``
+the operators hold 85 and 95 million nonzeros (1.45 GB together, built in 10-15 s of one CPU
+core; ``prepare`` builds them ahead, ``clear_cache`` frees them), and each of the 4 columns of
+an image costs as many multiply-adds. The forward product is the slower one per column: a ray
+crosses the whole image, so every view streams the image through the cache, while neighbouring
+pixels of the back-projection reuse the same detector bins; so the forward matrix is cut into
+vertical strips of 16384 pixels whose slice of the image stays in cache (3x faster).
+``circle=True`` costs about 20% less. The build runs with one torch thread (thousands of small
+memory-bound steps, which an OpenMP team on a shared CPU slows down tenfold) and restores the
+thread count after. ``n_views`` must be even.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -70,7 +71,7 @@ import torch
 __all__ = ["radon", "fbp", "ramp_filter", "circle_mask", "detector_size", "angles_deg", "prepare",
            "clear_cache"]
 
-_CACHE_SIZE = 2          # geometries kept (each ~1.2 GB at 512 x 512, 720 views)
+_CACHE_BYTES = int(float(os.environ.get("DURR_RADON_CACHE_GB", "3")) * 2**30)  # LRU budget
 _COLUMNS = 8             # dense columns per CPU sparse product (slower per column beyond ~8)
 _CHUNK = 1 << 18         # entries built per step while assembling a matrix (cache-sized)
 _STRIP = 1 << 14         # pixels per strip of the forward matrix (its operand slice fits cache)
@@ -306,9 +307,14 @@ def _operators(height: int, width: int, circle: bool, n_views: int, device: torc
         finally:
             torch.set_num_threads(threads)
         _ops_cache[key] = ops
-        while len(_ops_cache) > _CACHE_SIZE:
-            _ops_cache.popitem(last=False)
+        while len(_ops_cache) > 1 and sum(map(_nbytes, _ops_cache.values())) > _CACHE_BYTES:
+            _ops_cache.popitem(last=False)             # least recently used first
         return ops
+
+
+def _nbytes(ops: _Operators) -> int:
+    """Memory held by the sparse matrices of one geometry."""
+    return sum(m.values().numel() * 8 + m.crow_indices().numel() * 4 for m in [*ops.forward, ops.backward])
 
 
 def _spmm(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
