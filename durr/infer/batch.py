@@ -61,7 +61,7 @@ import numpy as np
 from durr.errors import ModelError, ScanError
 from durr.infer.distributed import World
 from durr.io import ClippedValuesWarning, ScanSource, find_scans, save_scan
-from durr.io.atomic import atomic_file
+from durr.io.atomic import atomic_file, fsync_dir
 
 STATE_DIR = ".durr"          # under the output folder: completion records
 RECORD_VERSION = 1
@@ -290,19 +290,6 @@ def clean_leftovers(output: Path) -> int:
     return gone
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def publish(staged: Path, output: Path) -> None:
     """Move a finished ``staged`` output onto ``output`` in one rename.
 
@@ -315,7 +302,7 @@ def publish(staged: Path, output: Path) -> None:
             aside = output.with_name(f".{_ASIDE}-{_hex8()}-{output.name}")
             os.replace(output, aside)
     os.replace(staged, output)
-    _fsync_dir(output.parent)
+    fsync_dir(output.parent)
     if aside is not None:
         _remove(aside)
 
