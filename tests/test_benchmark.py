@@ -287,6 +287,7 @@ def test_tuning_used_only_seen_levels_and_train_images(e2e):
 
 
 def test_reruns_reproduce_the_numbers():
-    a = _tiny_run(methods=["degraded", "wavelet", "tv"])
-    b = _tiny_run(methods=["degraded", "wavelet", "tv"])
-    assert [r["psnr"] for r in a.records] == [r["psnr"] for r in b.records]
+    runs = [_tiny_run(methods=["degraded", "wavelet", "tv", "durr-policy"], model=ModelBundle(model=tiny_model()))
+            for _ in range(2)]
+    a, b = ([(r["method"], r["level"], r["psnr"], r["steps"]) for r in run.records] for run in runs)
+    assert len(a) == 4 * 2 * 2 and a == b

@@ -89,7 +89,7 @@ def _params_text(result: BenchmarkResult) -> list[str]:
             out.append(f"- {m['label']}: {p['steps']} steps ({p['from']})")
     if out:
         meta = result.meta
-        out.insert(0, f"Tuned once at {unit} {format_level(meta['tuning_level'])} (seen) on "
+        out.insert(0, f"Tuned once at the seen level {format_level(meta['tuning_level'])} ({unit}) on "
                       f"{len(meta['tuning_images'])} train-split image(s) (centre {meta['tuning_crop']} px crops), "
                       "never on the test images or an unseen level:")
     return out
