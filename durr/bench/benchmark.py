@@ -13,11 +13,14 @@ One run, for one degradation family:
    for CT the full-dose FBP, not the phantom).
 3. ``durr.bench.report`` and ``durr.bench.plots`` write the table, CSV, summary and plots.
 
-Example (tiny, untrained)::
+Example (tiny; tuning and test images should differ, see the tests)::
 
-    >>> from durr.bench.benchmark import BenchImage, run_benchmark
-    >>> imgs = [BenchImage(np.full((32, 32), 0.5, np.float32), 1.0, "flat", 0)]
-    >>> res = run_benchmark("gaussian", imgs, imgs, levels=[20, 45], methods=["degraded", "tv"])
+    from durr.bench.benchmark import BenchImage, run_benchmark
+    from durr.bench.report import write_results
+    test = [BenchImage(np.full((32, 32), 0.5, np.float32), 1.0, "flat", 0)]
+    train = [BenchImage(np.full((32, 32), 0.25, np.float32), 1.0, "flat-train", 0)]
+    result = run_benchmark("gaussian", test, train, levels=[20, 45], methods=["degraded", "tv"])
+    write_results(result, "bench_results/tiny")
 """
 
 from __future__ import annotations
@@ -251,7 +254,7 @@ def run_benchmark(family: str, images: list[BenchImage], tuning_images: list[Ben
     modality = degradation.modality
     seen_range = tuple(float(v) for v in degradation.seen)
     levels = parse_levels(levels, family, degradation)
-    names = list(methods) if methods else method_names()
+    names = list(dict.fromkeys(methods)) if methods else method_names()
     dev = torch.device(device)
     t_start, cpu_start = time.perf_counter(), time.process_time()
 
