@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--levels", default="seen,unseen",
                         help="'seen', 'unseen', numbers, or a comma list mixing them (default: seen,unseen)")
     parser.add_argument("--methods", default=None, nargs="+",
-                        help="methods, comma- or space-separated of methods (default: all): degraded, nlm, tv, tv-adaptive, wavelet, bm3d, "
+                        help="methods, comma- or space-separated (default: all): degraded, nlm, tv, tv-adaptive, wavelet, bm3d, "
                              "fixed-cnn, durr-fixed, durr-policy, durr-oracle")
     parser.add_argument("--max-images", type=int, default=None,
                         help="test images, spread over the split's sources (default: 3 gaussian, 8 mr-rician, "
