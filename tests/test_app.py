@@ -24,8 +24,6 @@ if str(ROOT) not in sys.path:  # app/ lives beside the installed durr package
 
 from app import compute, export, uploads, views  # noqa: E402
 from durr.commands import app as app_command  # noqa: E402
-from durr.control.restorer import DURR, DURRConfig  # noqa: E402
-from durr.control.unit import UnitConfig  # noqa: E402
 from durr.infer import load_model, restore_scan, save_model  # noqa: E402
 from durr.io import load_scan  # noqa: E402
 
@@ -61,13 +59,10 @@ def series_zip(extra: dict[str, bytes] | None = None) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
+def models(tmp_path_factory, tiny_durr) -> Path:
     root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
     for family, modality in (("ct-lowdose", "CT"), ("mr-rician", "MR"), ("gaussian", "OT")):
-        config = DURRConfig(modality=modality, family=family, max_steps=MAX_STEPS,
-                            unit=UnitConfig(channels=4, depth=3))
-        save_model(root / family, DURR(config))
+        save_model(root / family, tiny_durr(modality, family, max_steps=MAX_STEPS))
     return root
 
 

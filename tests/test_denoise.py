@@ -22,7 +22,6 @@ import pytest
 import torch
 
 from durr.cli import main
-from durr.control import DURR, DURRConfig, UnitConfig
 from durr.infer import load_model, restore_slices, save_model
 from durr.infer.batch import (Settings, clean_leftovers, completed, plan, publish, read_report,
                               record_path)
@@ -44,17 +43,12 @@ def _one_thread_alone(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def _tiny(modality: str, family: str, seed: int = 0) -> DURR:
-    torch.manual_seed(seed)
-    return DURR(DURRConfig(modality=modality, family=family, unit=UnitConfig(channels=4, depth=3)))
-
-
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
+def models(tmp_path_factory, tiny_durr) -> Path:
     """A models/ root holding tiny ct-lowdose, mr-rician and gaussian models."""
     root = tmp_path_factory.mktemp("models")
     for seed, (modality, family) in enumerate((("CT", "ct-lowdose"), ("MR", "mr-rician"), ("OT", "gaussian"))):
-        save_model(root / family, _tiny(modality, family, seed))
+        save_model(root / family, tiny_durr(modality, family, seed))
     return root
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from durr.control.features import NUM_FEATURES
+from durr.control.features import FEATURE_NAMES, NUM_FEATURES
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.train.reinforce import (ReinforceConfig, episode_return, greedy_stops, sample_stops,
                                   stop_log_prob, train_policy)
@@ -16,8 +16,8 @@ def toy_bank(n=2000, horizon=20, seed=0):
     steps = torch.arange(horizon + 1).float()
     psnr = 30 - 0.3 * (steps[None] - best[:, None]).pow(2)
     feats = torch.randn(n, horizon + 1, NUM_FEATURES, generator=g) * 0.1
-    feats[..., 0] = level[:, None]
-    feats[..., 1] = steps[None] / 10
+    feats[..., FEATURE_NAMES.index("log_sigma_input")] = level[:, None]
+    feats[..., FEATURE_NAMES.index("step_over_ten")] = steps[None] / 10
     return feats, psnr.double(), best.long()
 
 
