@@ -16,7 +16,7 @@ def _manifest_rows(family: str, manifest: Path) -> list[dict]:
 
 
 def write_model_card(folder: Path, config: dict, benchmark_table: str | None = None,
-                     benchmark_command: str | None = None, manifest: Path = DEFAULT_MANIFEST) -> Path:
+                     notes: str | None = None, manifest: Path = DEFAULT_MANIFEST) -> Path:
     """Write ``folder/MODEL_CARD.md`` from the model's config.json contents (+ a benchmark table)."""
     from durr.degrade import get_degradation
 
@@ -69,18 +69,18 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min, stage 2 {training['stage2_seconds'] / 60:.1f} min "
         f"on {training['device']} ({training['threads']} threads, torch {training['torch']}, {training['machine']}).",
         "",
-        "Reproduce:",
+        "Reproduce (the stage-1 budget is wall-clock independent; times above were measured on a shared, loaded CPU):",
         "",
         "```",
         "durr corpus build",
-        f"durr train all --family {family} --out models/{folder.name}",
+        f"durr train all --family {family} --out models/{folder.name} --threads 1"
+        + (f" --config models/{folder.name}/train.yaml" if (folder / "train.yaml").exists() else ""),
         "```",
     ]
+    if notes:
+        lines += ["", "## Limitations and notes", "", notes.strip()]
     if benchmark_table:
-        lines += ["", "## Dev-split benchmark", ""]
-        if benchmark_command:
-            lines += [f"Command: `{benchmark_command}`", ""]
-        lines.append(benchmark_table.strip())
+        lines += ["", "## Dev-split benchmark", "", benchmark_table.strip()]
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines) + "\n")
     return path

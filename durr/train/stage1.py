@@ -28,7 +28,7 @@ from durr.train.schedule import StepSchedule
 
 @dataclass
 class Stage1Config:
-    iterations: int = 1500
+    iterations: int = 600
     batch: int = 12
     patch: int = 48
     lr: float = 1e-3
