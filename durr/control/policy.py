@@ -9,11 +9,13 @@ from torch import nn
 
 from durr.control.features import FEATURE_NAMES
 
-# Scale-free ratios only: their values at the right stopping time do not depend on how heavy the
-# degradation is, so the policy need not extrapolate to stop well at unseen, heavier levels.
-# (The absolute noise level and the step index are available but were seen to pin the stop
-# to the step counts of the training levels.)
-LEVEL_FREE_FEATURES = ("moved_over_sigma", "update_over_sigma", "residual_noise_ratio")
+# A learned discrepancy principle: how much of the input's noise the estimate has removed, and
+# how much high-frequency noise it still carries, both relative to the input's noise. At the
+# right stopping time these ratios do not depend on how heavy the degradation is, so a slower
+# dynamic at an unseen, heavier level simply runs longer. Left out on purpose: the absolute
+# noise level and the step index (they pinned the stop to the training levels' step counts) and
+# the size of the last update (a slow dynamic looks converged by it).
+LEVEL_FREE_FEATURES = ("moved_over_sigma", "residual_noise_ratio")
 
 
 @dataclass
