@@ -26,3 +26,12 @@ def make_tiny_durr(modality: str, family: str, seed: int = 0, max_steps: int = 4
 def tiny_durr():
     """Factory of tiny untrained models: ``tiny_durr(modality, family, seed=0, max_steps=40)``."""
     return make_tiny_durr
+
+
+@pytest.fixture
+def one_thread():
+    """The test machine is shared: one intra-op thread while a test runs, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

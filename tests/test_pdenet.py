@@ -14,13 +14,7 @@ from durr.schemes.pde.fit import ConvectionDiffusionTask, fit_delta_t, make_data
 from durr.schemes.pde.simulate import fd_derivatives, periodic_grid, simulate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: one intra-op thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("size, tol", [(3, 1e-14), (5, 1e-13), (7, 1e-11)])
 def test_moment_transforms_round_trip(size, tol):

@@ -15,13 +15,7 @@ import torch
 from durr.schemes import (LM, ReversibleSequence, StochasticDepth, build_backbone, make_rule, peak_memory_bytes,
                           rule_names, saved_tensor_bytes, unroll)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: one intra-op thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 A = torch.tensor([[-0.3, 1.0], [-1.0, -0.2]], dtype=torch.float64)
 X0 = torch.tensor([1.0, 0.5], dtype=torch.float64).reshape(1, 2, 1, 1)
