@@ -55,7 +55,30 @@ def fourier_basis(n: int, modes: int, length: float = 2 * math.pi, dtype=torch.f
     return torch.stack(basis).to(dtype)
 
 
-class DeltaTBlock(nn.Module):
+class _TimeStepper(nn.Module):
+    """A block advancing ``u`` by ``dt`` in ``substeps`` forward-Euler steps of ``self.rhs``."""
+
+    dt: float
+    substeps: int
+
+    def rhs(self, u: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, u: Tensor) -> Tensor:
+        h = self.dt / self.substeps
+        for _ in range(self.substeps):
+            u = u + h * self.rhs(u)
+        return u
+
+    def rollout(self, u0: Tensor, blocks: int) -> Tensor:
+        """``blocks`` applications from ``u0`` (B, 1, n, n): (blocks + 1, B, 1, n, n)."""
+        out = [u0]
+        for _ in range(blocks):
+            out.append(self(out[-1]))
+        return torch.stack(out)
+
+
+class DeltaTBlock(_TimeStepper):
     """PDE-Net 1 delta-t block with variable coefficients.
 
     Parameters
@@ -107,18 +130,6 @@ class DeltaTBlock(nn.Module):
         d = self.bank(u)  # (B, K, n, n)
         return (self.coefficient_fields().unsqueeze(0) * d).sum(dim=1, keepdim=True)
 
-    def forward(self, u: Tensor) -> Tensor:
-        h = self.dt / self.substeps
-        for _ in range(self.substeps):
-            u = u + h * self.rhs(u)
-        return u
-
-    def rollout(self, u0: Tensor, blocks: int) -> Tensor:
-        """``blocks`` applications from ``u0`` (B, 1, n, n): (blocks + 1, B, 1, n, n)."""
-        out = [u0]
-        for _ in range(blocks):
-            out.append(self(out[-1]))
-        return torch.stack(out)
 
 
 class SymNet(nn.Module):
@@ -178,7 +189,7 @@ class SymNet(nn.Module):
         return out
 
 
-class SymNetBlock(nn.Module):
+class SymNetBlock(_TimeStepper):
     """PDE-Net 2.0 block ``u_{n+1} = u_n + dt * SymNet(D_alpha u)`` on a periodic grid.
 
     Parameters as :class:`DeltaTBlock`; ``hidden_layers`` of the :class:`SymNet`. The SymNet
@@ -201,17 +212,6 @@ class SymNetBlock(nn.Module):
         d = self.bank(u).permute(0, 2, 3, 1)  # (B, n, n, K)
         return self.symnet(d).unsqueeze(1)  # (B, 1, n, n)
 
-    def forward(self, u: Tensor) -> Tensor:
-        h = self.dt / self.substeps
-        for _ in range(self.substeps):
-            u = u + h * self.rhs(u)
-        return u
-
-    def rollout(self, u0: Tensor, blocks: int) -> Tensor:
-        out = [u0]
-        for _ in range(blocks):
-            out.append(self(out[-1]))
-        return torch.stack(out)
 
     def expression(self, tol: float = 1e-3):
         """The learned right-hand side as a sympy expression in ``u, u_x, u_y, u_xx, ...``."""
