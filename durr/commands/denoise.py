@@ -21,26 +21,22 @@ from pathlib import Path
 MODALITY_CHOICES = {"auto": None, "ct": "CT", "mr": "MR", "other": "OT"}
 
 
-def _steps(text: str) -> int | None:
-    if text == "auto":
-        return None
+def _whole_number(text: str, minimum: int, alternatives: str = "") -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number of steps, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"steps must be >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {alternatives}a whole number >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
+
+
+def _steps(text: str) -> int | None:
+    return None if text == "auto" else _whole_number(text, 0, alternatives="'auto' or ")
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _whole_number(text, 1)
 
 
 def _report(text: str) -> Path:

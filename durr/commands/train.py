@@ -47,18 +47,18 @@ def run(args) -> int:
         print(f"model written to {out} (fixed steps {info['fixed_steps']}, "
               f"{info['training']['total_seconds'] / 60:.1f} min)")
         return 0
-    sampler = make_sampler(cfg, cfg.stage1.patch, args.corpus, work)
-    torch.manual_seed(cfg.stage1.seed)
     if args.stage in ("restorer", "baseline"):
+        sampler = make_sampler(cfg, cfg.stage1.patch, args.corpus, work)
+        torch.manual_seed(cfg.stage1.seed)
         model = DURR(cfg.model) if args.stage == "restorer" else FixedDepthCNN(cfg.baseline)
         sub = "restorer" if args.stage == "restorer" else "fixed_cnn"
         summary = train_stage1(model, sampler, cfg.stage1, work / sub, device)
         print(f"stage 1 ({args.stage}) done: {summary['iterations']} iterations, checkpoint {work / sub}")
         return 0
-    return _train_policy(args, cfg)
+    return _train_policy(args, cfg, work)
 
 
-def _train_policy(args, cfg) -> int:
+def _train_policy(args, cfg, work: Path) -> int:
     """Stage 2 on an existing model folder: the restorer stays frozen, the policy is retrained."""
     from durr.infer.model_io import load_baseline, load_model, read_config, resolve_model_dir, save_model
     from durr.train.pipeline import best_fixed_steps, make_sampler
@@ -69,8 +69,7 @@ def _train_policy(args, cfg) -> int:
     folder = resolve_model_dir(args.model)
     model, baseline = load_model(folder), load_baseline(folder)
     extra = {k: v for k, v in read_config(folder).items() if k not in ("durr", "fixed_cnn")}
-    sampler = make_sampler(cfg, cfg.stage2.patch, args.corpus, args.work_dir or Path("runs") / args.family)
-    work = args.work_dir or Path("runs") / args.family
+    sampler = make_sampler(cfg, cfg.stage2.patch, args.corpus, work)
     result = train_stage2(model, sampler, cfg.stage2, bank_cache=work / "rollouts.pt")
     extra["fixed_steps"] = best_fixed_steps(result["bank_psnr"])
     extra.setdefault("training", {})["stage2_final"] = result["history"][-1]

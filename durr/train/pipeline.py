@@ -74,9 +74,9 @@ def load_recipe(family: str, config_path: str | None) -> RecipeConfig:
     return RecipeConfig.for_family(family, overrides)
 
 
-def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
-                 progress: bool = True) -> PairSampler:
-    """Training pairs from the corpus's train split of the family's group."""
+def load_bank(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
+              progress: bool = True):
+    """The family's degradation and its bank of degraded train-split slices (cached in ``work_dir``)."""
     from durr.degrade import get_degradation
 
     deg = get_degradation(cfg.family)
@@ -84,10 +84,16 @@ def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, w
         deg = type(deg)(**cfg.degradation_options)
     data = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus)
     cache = None if work_dir is None else Path(work_dir) / f"bank_{cfg.bank_per_slice}_{cfg.stage1.seed}.pt"
-    bank = build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress)
-    keep_bank = [i for i, t in enumerate(bank[0]) if min(t.shape) >= patch]
-    bank = ([bank[0][i] for i in keep_bank], [bank[1][i] for i in keep_bank], bank[2][keep_bank])
-    return PairSampler([], deg, deg.modality, patch=patch, bank=bank)
+    return deg, build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress)
+
+
+def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
+                 progress: bool = True, bank=None) -> PairSampler:
+    """Training pairs from the corpus's train split; ``bank`` reuses a ``load_bank`` result."""
+    deg, (degraded, reference, levels) = bank or load_bank(cfg, corpus, work_dir, progress)
+    keep = [i for i, t in enumerate(degraded) if min(t.shape) >= patch]
+    kept = ([degraded[i] for i in keep], [reference[i] for i in keep], levels[keep])
+    return PairSampler([], deg, deg.modality, patch=patch, bank=kept)
 
 
 def best_fixed_steps(psnr: torch.Tensor) -> int:
@@ -101,7 +107,8 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    sampler = make_sampler(cfg, cfg.stage1.patch, corpus, work_dir, progress)
+    bank = load_bank(cfg, corpus, work_dir, progress)
+    sampler = make_sampler(cfg, cfg.stage1.patch, bank=bank)
 
     torch.manual_seed(cfg.stage1.seed)
     model = DURR(cfg.model)
@@ -114,7 +121,7 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
     model, baseline = model.cpu(), baseline.cpu()
 
     t2 = time.perf_counter()
-    policy_sampler = make_sampler(cfg, cfg.stage2.patch, corpus, work_dir, progress=False)
+    policy_sampler = make_sampler(cfg, cfg.stage2.patch, bank=bank)
     s2 = train_stage2(model, policy_sampler, cfg.stage2, progress=progress,
                       bank_cache=work_dir / "rollouts.pt")
     stage2_seconds = time.perf_counter() - t2
