@@ -14,24 +14,39 @@ import torch
 from durr.control.normalize import robust_scale, to_model
 
 
-def severity(family: str, level: torch.Tensor) -> torch.Tensor:
-    """A level mapped to 'how heavy' (monotone increasing, proportional to the noise std).
+def _family(family):
+    from durr.degrade import get_degradation
 
-    ``ct-lowdose`` levels are dose fractions (smaller is heavier): severity 1/sqrt(d).
-    Every other family's level already grows with the noise.
+    return get_degradation(family) if isinstance(family, str) else family
+
+
+def severity(family, level: torch.Tensor) -> torch.Tensor:
+    """A level mapped to 'how heavy' (monotone increasing; ``Degradation.severity``).
+
+    family : a registered name or a ``Degradation``. E.g. ``ct-lowdose`` (dose fraction,
+    smaller is heavier) has severity 1/sqrt(d); most families' levels already grow with it.
     """
-    level = torch.as_tensor(level, dtype=torch.float64)
-    if family == "ct-lowdose":
-        return level.clamp_min(1e-6).rsqrt()
-    return level
+    return _family(family).severity(level)
 
 
-def sample_seen_levels(family: str, seen: tuple[float, float], n: int,
+def sample_seen_levels(family, seen: tuple[float, float], n: int,
                        generator: torch.Generator) -> torch.Tensor:
-    """n levels (float64) uniform in severity over the seen range."""
-    lo, hi = severity(family, torch.tensor(seen, dtype=torch.float64)).sort().values.tolist()
+    """n levels (float64) uniform in severity over the seen range.
+
+    A family with a ``level_grid`` gets each draw snapped to the nearest grid level (in
+    severity) inside the seen range.
+    """
+    deg = _family(family)
+    lo, hi = deg.severity(torch.tensor(seen, dtype=torch.float64)).sort().values.tolist()
     sev = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
-    return sev.pow(-2.0) if family == "ct-lowdose" else sev
+    grid = getattr(deg, "level_grid", None)
+    if grid:
+        grid = torch.tensor([g for g in grid if min(seen) <= g <= max(seen)], dtype=torch.float64)
+        if grid.numel() == 0:
+            raise ValueError(f"{deg.name}: no level of its grid lies in the seen range {seen}")
+        nearest = (sev[:, None] - deg.severity(grid)[None]).abs().argmin(dim=1)
+        return grid[nearest]
+    return deg.level_of_severity(sev)
 
 
 @dataclass
@@ -99,7 +114,7 @@ class PairSampler:
         else:
             deg = self.degradation
             idx = torch.randint(0, len(self.clean), (batch,), generator=generator).tolist()
-            levels = sample_seen_levels(deg.name, deg.seen, batch, generator)
+            levels = sample_seen_levels(deg, deg.seen, batch, generator)
             for k, level in zip(idx, levels.tolist()):
                 clean = self.clean[k][None, None]
                 out = deg(clean, level, generator=generator, spacing_mm=self.spacings[k])

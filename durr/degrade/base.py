@@ -40,6 +40,8 @@ class Degradation(torch.nn.Module):
     level_unit : what the level means, in words.
     seen : (lo, hi) training range of levels (PROTOCOL.md section 3).
     unseen : evaluation-only levels.
+    level_grid : None, or the only levels training may draw (snapped to the nearest one in the
+        seen range), for families with a discrete or costly-to-vary level.
     """
 
     name: str = ""
@@ -47,6 +49,19 @@ class Degradation(torch.nn.Module):
     level_unit: str = ""
     seen: tuple[float, float] = (0.0, 0.0)
     unseen: tuple[float, ...] = ()
+    level_grid: tuple[float, ...] | None = None   # levels training may use, when only some are valid
+
+    def severity(self, level) -> torch.Tensor:
+        """How heavy a level is: increasing with the degradation (float64, level's shape).
+
+        The default is the level itself; families whose level falls as the degradation grows
+        (dose, number of views) override this and ``level_of_severity``.
+        """
+        return torch.as_tensor(level, dtype=torch.float64)
+
+    def level_of_severity(self, severity) -> torch.Tensor:
+        """The inverse of ``severity``."""
+        return torch.as_tensor(severity, dtype=torch.float64)
 
     def forward(self, clean: torch.Tensor, level, generator: torch.Generator | None = None,
                 spacing_mm=None, **options) -> Degraded:

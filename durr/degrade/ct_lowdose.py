@@ -68,6 +68,13 @@ class CTLowDose(Degradation):
     n_views = 720
     photons = PHOTONS
 
+    def severity(self, level) -> torch.Tensor:
+        """1 / sqrt(d): proportional to the noise std."""
+        return torch.as_tensor(level, dtype=torch.float64).clamp_min(1e-6).rsqrt()
+
+    def level_of_severity(self, severity) -> torch.Tensor:
+        return torch.as_tensor(severity, dtype=torch.float64).pow(-2.0)
+
     def __init__(self, circle: bool = False):
         super().__init__()
         self.circle = bool(circle)

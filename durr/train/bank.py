@@ -30,7 +30,7 @@ def build_bank(images: list[np.ndarray], spacings: list[float], degradation, per
     generator = torch.Generator().manual_seed(seed)
     degraded, reference, levels = [], [], []
     for image, spacing in tqdm(list(zip(images, spacings)), desc=f"degradation bank ({degradation.name})", unit="slice", disable=not progress):
-        lv = sample_seen_levels(degradation.name, degradation.seen, per_slice, generator)
+        lv = sample_seen_levels(degradation, degradation.seen, per_slice, generator)
         clean = torch.from_numpy(image)[None, None].expand(per_slice, 1, *image.shape).contiguous()
         out = degradation(clean, lv.float(), generator=generator, spacing_mm=spacing)
         degraded += list(out.noisy[:, 0].float())
