@@ -80,4 +80,5 @@ SOURCES: tuple[Source, ...] = (
     Source("natural", "skimage-chelsea", "skimage", "chelsea", "OT", SKIMAGE_LICENCE, "dev"),
 )
 
-GROUP_OF_FAMILY = {"ct-lowdose": "ct", "mr-rician": "mr", "gaussian": "natural"}
+GROUP_OF_FAMILY = {"ct-lowdose": "ct", "ct-sparseview": "ct", "mr-rician": "mr", "mr-undersample": "mr",
+                   "gaussian": "natural"}

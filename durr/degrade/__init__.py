@@ -12,18 +12,23 @@ A level may differ per image (``torch.tensor([10.0, 30.0])``); ``deg.apply_numpy
 seed)`` degrades a 2D or 3D numpy array. New families subclass ``Degradation`` and call
 ``register``.
 
-Families: ``gaussian`` (OT, [0, 1]), ``mr-rician`` (MR, scanner units), ``ct-lowdose`` (CT, HU).
+Families: ``gaussian`` (OT, [0, 1]), ``mr-rician`` (MR, scanner units), ``ct-lowdose`` (CT, HU),
+``ct-sparseview`` (CT, HU; level = number of views), ``mr-undersample`` (MR, scanner units;
+level = k-space acceleration R).
 """
 
 from durr.degrade.base import Degradation, Degraded
 from durr.degrade.ct_lowdose import CTLowDose
+from durr.degrade.ct_sparseview import CTSparseView
 from durr.degrade.gaussian import Gaussian
+from durr.degrade.mr_undersample import MRUndersample
 from durr.degrade.registry import degradation_names, get_degradation, register
 from durr.degrade.rician import Rician
 
 __all__ = ["Degradation", "Degraded", "get_degradation", "degradation_names", "register",
-           "Gaussian", "Rician", "CTLowDose"]
+           "Gaussian", "Rician", "CTLowDose",
+           "CTSparseView", "MRUndersample"]
 
-for _family in (Gaussian, Rician, CTLowDose):
+for _family in (Gaussian, Rician, CTLowDose, CTSparseView, MRUndersample):
     register(_family)
 del _family

@@ -28,10 +28,12 @@ import torch
 from durr.degrade.base import Degradation, Degraded, per_image_noise
 from durr.degrade.radon import circle_mask, fbp, radon
 
-__all__ = ["CTLowDose", "MU_WATER", "PHOTONS", "hu_to_mu", "mu_to_hu"]
+__all__ = ["CTLowDose", "MU_WATER", "PHOTONS", "FULL_VIEWS", "hu_to_mu", "mu_to_hu", "line_integrals",
+           "prelog_poisson", "reconstruct_hu"]
 
 MU_WATER = 0.0192     # per mm
 PHOTONS = 1e6         # photons per ray at full dose (d = 1)
+FULL_VIEWS = 720      # views of the full scan (and of the reference)
 
 
 def hu_to_mu(hu: torch.Tensor) -> torch.Tensor:
@@ -42,6 +44,36 @@ def hu_to_mu(hu: torch.Tensor) -> torch.Tensor:
 def mu_to_hu(mu: torch.Tensor) -> torch.Tensor:
     """Hounsfield units, ``1000 (mu / 0.0192 - 1)``."""
     return 1000.0 * (mu / MU_WATER - 1.0)
+
+
+def line_integrals(clean: torch.Tensor, spacing_mm: torch.Tensor, n_views: int, circle: bool) -> torch.Tensor:
+    """Noise-free line integrals in mm, ``a * Radon(mu)``: clean (B, 1, H, W) HU, spacing (B,)
+    -> (B, n_views, 2T + 1)."""
+    return radon(hu_to_mu(clean[:, 0]), n_views, circle) * spacing_mm.view(-1, 1, 1)
+
+
+def prelog_poisson(sino: torch.Tensor, blank: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Noisy line integrals ``-log(I / b)``, ``I ~ Poisson(b exp(-p))`` with 0 counts set to 1.
+
+    sino : (B, V, L) line integrals p; blank : (B,) unattenuated counts b = d N0 per ray.
+    The counts are drawn image by image in batch order (``per_image_noise``).
+    """
+    blank = blank.view(-1, 1, 1)
+    counts = per_image_noise("poisson", sino.shape[0], (), generator, sino.device,
+                             rates=blank * torch.exp(-sino)).clamp_min_(1.0)
+    return torch.log(blank) - torch.log(counts)
+
+
+def reconstruct_hu(sino: torch.Tensor, clean: torch.Tensor, spacing_mm: torch.Tensor, circle: bool) -> torch.Tensor:
+    """FBP of line integrals (B, V, L) in mm back to HU, (B, 1, H, W) like ``clean``.
+
+    With ``circle``, pixels outside the reconstruction disk keep the clean values.
+    """
+    height, width = clean.shape[-2:]
+    hu = mu_to_hu(fbp(sino, (height, width), circle) / spacing_mm.view(-1, 1, 1)).unsqueeze(1)
+    if circle:
+        hu = torch.where(circle_mask(height, width, clean.device), hu, clean)
+    return hu
 
 
 class CTLowDose(Degradation):
@@ -65,7 +97,7 @@ class CTLowDose(Degradation):
     level_unit = "dose fraction d (1 = full dose of 1e6 photons per ray; smaller is noisier)"
     seen = (0.1, 0.5)
     unseen = (0.05, 0.025)
-    n_views = 720
+    n_views = FULL_VIEWS
     photons = PHOTONS
 
     def severity(self, level) -> torch.Tensor:
@@ -82,17 +114,10 @@ class CTLowDose(Degradation):
     def degrade(self, clean, levels, generator, spacing_mm) -> Degraded:
         if (levels <= 0).any():
             raise ValueError(f"{self.name}: the dose fraction must be > 0, got {levels.tolist()}")
-        batch, _, height, width = clean.shape
-        spacing = spacing_mm.view(-1, 1, 1)
-        sino = radon(hu_to_mu(clean[:, 0]), self.n_views, self.circle) * spacing   # (B, V, 2T+1)
-        blank = (self.photons * levels).view(-1, 1, 1)                         # d * N0
-        counts = per_image_noise("poisson", batch, (), generator, clean.device,
-                                 rates=blank * torch.exp(-sino)).clamp_min_(1.0)
-        noisy_sino = torch.log(blank) - torch.log(counts)                      # -log(I / (d N0))
-        recon = fbp(torch.cat((noisy_sino, sino)), (height, width), self.circle)   # (2B, H, W)
-        hu = mu_to_hu(recon / spacing.repeat(2, 1, 1)).unsqueeze(1)            # (2B, 1, H, W)
-        noisy, reference = hu[:batch], hu[batch:]
-        if self.circle:
-            inside = circle_mask(height, width, clean.device)
-            noisy, reference = torch.where(inside, noisy, clean), torch.where(inside, reference, clean)
-        return Degraded(noisy, reference)
+        batch = clean.shape[0]
+        sino = line_integrals(clean, spacing_mm, self.n_views, self.circle)   # (B, V, 2T+1)
+        noisy_sino = prelog_poisson(sino, self.photons * levels, generator)
+        # one FBP for noisy and reference together: (2B, 1, H, W)
+        hu = reconstruct_hu(torch.cat((noisy_sino, sino)), clean.repeat(2, 1, 1, 1), spacing_mm.repeat(2),
+                            self.circle)
+        return Degraded(hu[:batch], hu[batch:])

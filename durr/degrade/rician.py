@@ -18,7 +18,7 @@ import torch
 
 from durr.degrade.base import Degradation, Degraded, _per_image, per_image_noise
 
-__all__ = ["Rician", "percentile"]
+__all__ = ["Rician", "percentile", "rician_sigma", "complex_gaussian", "volume_scale"]
 
 
 def percentile(values: torch.Tensor, q: float) -> torch.Tensor:
@@ -38,6 +38,35 @@ def percentile(values: torch.Tensor, q: float) -> torch.Tensor:
     return (v_lo + (v_hi - v_lo) * frac).float()
 
 
+def rician_sigma(clean: torch.Tensor, levels: torch.Tensor, scale=None) -> torch.Tensor:
+    """Noise std per component, ``s / 100 * r``: (B,) float32 for clean (B, 1, H, W), levels (B,).
+
+    ``r`` is each image's 99.5th percentile, or ``scale`` (float or (B,)) when given.
+    """
+    batch = clean.shape[0]
+    if scale is None:
+        r = percentile(clean.reshape(batch, -1), 99.5)
+    else:
+        r = _per_image(scale, batch, clean.device, "scale")
+    return levels / 100.0 * r.to(clean.device)
+
+
+def complex_gaussian(sigma: torch.Tensor, shape: tuple[int, int], generator: torch.Generator | None,
+                     device: torch.device) -> torch.Tensor:
+    """``sigma (n1 + i n2)``, n1, n2 ~ N(0, 1): complex64 (B, 1, *shape) for sigma (B,).
+
+    Drawn image by image in batch order (``per_image_noise``).
+    """
+    sigma = sigma.view(-1, 1, 1, 1)
+    noise = per_image_noise("normal", sigma.shape[0], (2, *shape), generator, device)
+    return torch.complex(sigma * noise[:, 0:1], sigma * noise[:, 1:2])
+
+
+def volume_scale(volume: torch.Tensor) -> float:
+    """One ``r`` for all slices of a volume (Z, 1, H, W): the 99.5th percentile over all its voxels."""
+    return float(percentile(volume.reshape(1, -1), 99.5)[0])
+
+
 class Rician(Degradation):
     """Rician (magnitude) noise at ``s`` percent of the 99.5th percentile ``r``; (B, 1, H, W).
 
@@ -52,17 +81,10 @@ class Rician(Degradation):
     unseen = (7.0, 9.0, 12.0)
 
     def degrade(self, clean, levels, generator, spacing_mm, scale=None) -> Degraded:
-        batch = clean.shape[0]
-        if scale is None:
-            r = percentile(clean.reshape(batch, -1), 99.5)
-        else:
-            r = _per_image(scale, batch, clean.device, "scale")
-        sigma = (levels / 100.0 * r.to(clean.device)).view(-1, 1, 1, 1)
-        noise = per_image_noise("normal", batch, (2, *clean.shape[2:]), generator, clean.device)
-        real = clean + sigma * noise[:, 0:1]
-        imag = sigma * noise[:, 1:2]
-        return Degraded(torch.sqrt(real**2 + imag**2), clean.clone())
+        sigma = rician_sigma(clean, levels, scale)
+        noise = complex_gaussian(sigma, clean.shape[2:], generator, clean.device)
+        return Degraded(torch.sqrt((clean + noise.real) ** 2 + noise.imag**2), clean.clone())
 
     def volume_options(self, volume: torch.Tensor) -> dict:
         """One ``r`` for all slices: the 99.5th percentile over the whole volume (Z, 1, H, W)."""
-        return {"scale": float(percentile(volume.reshape(1, -1), 99.5)[0])}
+        return {"scale": volume_scale(volume)}

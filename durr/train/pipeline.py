@@ -87,13 +87,23 @@ def load_bank(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path |
     return deg, build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress)
 
 
+def sampler_from_bank(bank, patch: int) -> PairSampler:
+    """Random ``patch`` crops of a ``load_bank``-style (degradation, (degraded, reference, levels)).
+
+    Slices smaller than the patch are left out.
+    """
+    deg, (degraded, reference, levels) = bank
+    keep = [i for i, t in enumerate(degraded) if min(t.shape) >= patch]
+    if not keep:
+        raise ValueError(f"no training slice is at least {patch}x{patch} pixels")
+    kept = ([degraded[i] for i in keep], [reference[i] for i in keep], levels[keep])
+    return PairSampler([], deg, deg.modality, patch=patch, bank=kept)
+
+
 def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
                  progress: bool = True, bank=None) -> PairSampler:
     """Training pairs from the corpus's train split; ``bank`` reuses a ``load_bank`` result."""
-    deg, (degraded, reference, levels) = bank or load_bank(cfg, corpus, work_dir, progress)
-    keep = [i for i, t in enumerate(degraded) if min(t.shape) >= patch]
-    kept = ([degraded[i] for i in keep], [reference[i] for i in keep], levels[keep])
-    return PairSampler([], deg, deg.modality, patch=patch, bank=kept)
+    return sampler_from_bank(bank or load_bank(cfg, corpus, work_dir, progress), patch)
 
 
 def best_fixed_steps(psnr: torch.Tensor) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from durr.control.policy import StopPolicy
+from durr.train.distributed import World, share, wrap_ddp
 
 
 @dataclass
@@ -35,9 +36,15 @@ def episode_return(psnr: torch.Tensor, stop_step: torch.Tensor, step_cost: float
     return psnr[idx, stop_step] - psnr[:, 0] - step_cost * stop_step.to(psnr.dtype)
 
 
-def sample_stops(p_stop: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """p_stop (B, T+1) -> first step (B,) at which a Bernoulli(p) draw says stop (T if none)."""
-    draws = torch.rand(p_stop.shape, generator=generator) < p_stop
+def sample_stops(p_stop: torch.Tensor, generator: torch.Generator, rows: slice = slice(None),
+                 global_batch: int | None = None) -> torch.Tensor:
+    """p_stop (B, T+1) -> first step (B,) at which a Bernoulli(p) draw says stop (T if none).
+
+    Under data parallelism ``p_stop`` holds the ``rows`` of a global batch of ``global_batch``
+    episodes: the uniforms are drawn for the whole batch (the same on every rank) and sliced.
+    """
+    shape = (global_batch or p_stop.shape[0], p_stop.shape[1])
+    draws = torch.rand(shape, generator=generator)[rows] < p_stop
     draws[:, -1] = True  # truncation at the horizon
     return draws.float().argmax(dim=1)
 
@@ -64,22 +71,29 @@ def stop_log_prob(logits: torch.Tensor, stop_step: torch.Tensor) -> torch.Tensor
 
 
 def train_policy(policy: StopPolicy, features: torch.Tensor, psnr: torch.Tensor,
-                 cfg: ReinforceConfig, progress=None) -> list[dict]:
+                 cfg: ReinforceConfig, progress=None, world: World | None = None) -> list[dict]:
     """REINFORCE with a self-critical baseline (the greedy policy's return) and an entropy bonus.
 
-    features (N, T+1, F), psnr (N, T+1): the rollout bank. Returns a log, one dict per 100 iterations.
+    features (N, T+1, F), psnr (N, T+1): the rollout bank (the same on every rank). Under
+    ``torchrun`` each rank takes its share of every episode batch and DDP averages the
+    gradients. Returns a log, one dict per 100 iterations.
     """
+    world = world or World()
     generator = torch.Generator().manual_seed(cfg.seed)
     policy.fit_standardisation(features)
+    trained = wrap_ddp(policy, world, torch.device("cpu"))
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     history = []
+    batch = min(cfg.batch, features.shape[0])
+    batch -= batch % world.size
+    rows = share(batch, world)
     for it in range(cfg.iterations):
-        idx = torch.randint(0, features.shape[0], (min(cfg.batch, features.shape[0]),), generator=generator)
+        idx = torch.randint(0, features.shape[0], (batch,), generator=generator)[rows]
         f, r = features[idx], psnr[idx]
-        logits = policy(f)                                   # (B, T+1)
+        logits = trained(f)                                  # (B, T+1)
         p = torch.sigmoid(logits)
         with torch.no_grad():
-            tau = sample_stops(p, generator)
+            tau = sample_stops(p, generator, rows, batch)
             advantage = episode_return(r, tau, cfg.step_cost) - episode_return(r, greedy_stops(p), cfg.step_cost)
         entropy = -(p * torch.log(p + 1e-8) + (1 - p) * torch.log(1 - p + 1e-8)).mean()
         loss = -(advantage * stop_log_prob(logits, tau)).mean() - cfg.entropy_weight * entropy

@@ -18,7 +18,7 @@ class StepSchedule:
     is trained to be right at ``n(level)``; when to stop on real data is the policy's job.
     """
 
-    family: str
+    family: object  # a registered name or a Degradation
     seen: tuple[float, float]
     n_min: int = 2
     n_max: int = 7

@@ -22,6 +22,7 @@ from durr.control.restorer import DURR
 from durr.data.sampling import PairSampler
 from durr.train.checkpoint import load_checkpoint, save_checkpoint
 from durr.train.device import autocast
+from durr.train.distributed import World, all_mean, barrier, share, wrap_ddp
 from durr.train.log import CSVLog
 from durr.train.schedule import StepSchedule
 
@@ -41,6 +42,7 @@ class Stage1Config:
     overshoot_weight: float = 0.2
     checkpoint_every: int = 50
     log_every: int = 10
+    compile: bool = False     # torch.compile the convolutions (the unit for DURR), CPU or CUDA
 
 
 def load_restorer_state(model: torch.nn.Module, state: dict) -> None:
@@ -74,26 +76,50 @@ def durr_loss(model: DURR, y, x, steps: torch.Tensor, cfg: Stage1Config) -> torc
     return loss
 
 
+class _Objective(torch.nn.Module):
+    """The stage-1 loss as a module, so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: torch.nn.Module, cfg: Stage1Config):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.model, DURR):
+            return durr_loss(self.model, y, x, steps, self.cfg)
+        return F.mse_loss(self.model(y), x)
+
+
 def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config, out_dir: str | Path,
-                 device: torch.device = torch.device("cpu"), family: str | None = None,
+                 device: torch.device = torch.device("cpu"), family=None,
                  seen: tuple[float, float] | None = None, progress: bool = True,
-                 stop_after: int | None = None) -> dict:
+                 stop_after: int | None = None, world: World | None = None) -> dict:
     """Train ``model`` (a ``DURR`` or a ``FixedDepthCNN``) and checkpoint to ``out_dir``.
 
     Resumes from ``out_dir/checkpoint.pt`` when it exists. ``stop_after`` ends the run early
-    at that iteration (as a kill would), for tests. Returns a summary dict.
+    at that iteration (as a kill would), for tests. ``world``: this rank under ``torchrun``
+    (``durr.train.distributed``); each rank trains on its share of every global batch of
+    ``cfg.batch`` and rank 0 alone writes checkpoints and logs. Returns a summary dict.
     """
+    world = world or World()
+    main = world.rank == 0
+    rows = share(cfg.batch, world)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     is_durr = isinstance(model, DURR)
     if not is_durr and not isinstance(model, FixedDepthCNN):
         raise TypeError(f"train_stage1 trains DURR or FixedDepthCNN, got {type(model).__name__}")
-    schedule = StepSchedule(family or sampler.degradation.name, seen or tuple(sampler.degradation.seen),
+    schedule = StepSchedule(family or sampler.degradation, seen or tuple(sampler.degradation.seen),
                             cfg.n_min, cfg.n_max) if is_durr else None
     # channels-last: about 1.5x faster small convolutions on CPU, and what tensor cores want on GPU
     model.to(device).to(memory_format=torch.channels_last).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.compile:
+        # in place, so state_dict keys (checkpoints, saved models) stay those of the eager module
+        (model.unit if is_durr else model).compile()
+    if is_durr:  # stage 1 leaves the policy alone (and DDP must not wait for its gradients)
+        model.policy.requires_grad_(False)
+    objective = wrap_ddp(_Objective(model, cfg), world, device)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
     start, elapsed = 0, 0.0
     if ckpt_path.exists():
@@ -102,46 +128,48 @@ def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         start, elapsed = int(state["iteration"]), float(state["elapsed"])
-    log = CSVLog(out_dir / "log.csv", ["iteration", "loss", "identity_loss", "psnr", "mean_steps", "lr",
+    log = None if not main else CSVLog(out_dir / "log.csv", ["iteration", "loss", "identity_loss", "psnr", "mean_steps", "lr",
                                       "seconds"], resume_from=start)
 
     def checkpoint(iteration: int) -> None:
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "generator": generator.get_state(), "iteration": iteration,
-                                    "elapsed": elapsed, "config": asdict(cfg)})
+        if main:
+            save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                        "generator": generator.get_state(), "iteration": iteration,
+                                        "elapsed": elapsed, "config": asdict(cfg)})
+        barrier(world)
 
     end = cfg.iterations if stop_after is None else min(stop_after, cfg.iterations)
-    bar = tqdm(range(start, end), initial=start, total=cfg.iterations, disable=not progress,
+    bar = tqdm(range(start, end), initial=start, total=cfg.iterations, disable=not (progress and main),
                desc=f"stage 1 ({'DURR' if is_durr else 'fixed CNN'})", unit="it")
     t0 = time.perf_counter()
     for it in bar:
-        pairs = sampler.sample(cfg.batch, generator)
-        y = pairs.degraded.to(device).contiguous(memory_format=torch.channels_last)
-        x = pairs.clean.to(device).contiguous(memory_format=torch.channels_last)
+        pairs = sampler.sample(cfg.batch, generator)   # the global batch, the same on every rank
+        y = pairs.degraded[rows].to(device).contiguous(memory_format=torch.channels_last)
+        x = pairs.clean[rows].to(device).contiguous(memory_format=torch.channels_last)
         lr = cosine_lr(cfg, it)
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast(device):
-            if is_durr:
-                steps = schedule.steps(pairs.level).to(device)
-                loss = durr_loss(model, y, x, steps, cfg)
-            else:
-                steps = torch.zeros(1)
-                loss = F.mse_loss(model(y), x)
+            steps = schedule.steps(pairs.level[rows]).to(device) if is_durr else torch.zeros(1)
+            loss = objective(y, x, steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         if (it + 1) % cfg.log_every == 0 or it + 1 == end:
-            identity = F.mse_loss(y, x).item()
+            identity = all_mean(F.mse_loss(y, x).item(), world)
+            mean_loss = all_mean(loss.item(), world)
             elapsed_now = elapsed + time.perf_counter() - t0
-            psnr = 10 * math.log10(1.0 / max(loss.item(), 1e-12))
-            log.write({"iteration": it + 1, "loss": loss.item(), "identity_loss": identity, "psnr": psnr,
-                       "mean_steps": float(steps.float().mean()), "lr": lr, "seconds": elapsed_now})
-            bar.set_postfix(loss=f"{loss.item():.2e}", vs_identity=f"{loss.item() / max(identity, 1e-12):.2f}")
+            psnr = 10 * math.log10(1.0 / max(mean_loss, 1e-12))
+            if log is not None:
+                log.write({"iteration": it + 1, "loss": mean_loss, "identity_loss": identity, "psnr": psnr,
+                           "mean_steps": float(steps.float().mean()), "lr": lr, "seconds": elapsed_now})
+            bar.set_postfix(loss=f"{mean_loss:.2e}", vs_identity=f"{mean_loss / max(identity, 1e-12):.2f}")
         if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == end:
             elapsed += time.perf_counter() - t0
             t0 = time.perf_counter()
             checkpoint(it + 1)
     bar.close()
+    if is_durr:
+        model.policy.requires_grad_(True)
     return {"iterations": end, "seconds": elapsed, "final_loss": float(loss.item()) if end > start else None}

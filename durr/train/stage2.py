@@ -13,6 +13,7 @@ from durr.control.restorer import DURR
 from durr.control.reward import working_psnr
 from durr.data.sampling import PairSampler
 from durr.train.checkpoint import load_checkpoint, save_checkpoint
+from durr.train.distributed import World, barrier, gather_chunks
 from durr.train.reinforce import ReinforceConfig, train_policy
 
 
@@ -27,37 +28,47 @@ class Stage2Config:
 
 @torch.no_grad()
 def build_rollout_bank(model: DURR, sampler: PairSampler, episodes: int, horizon: int,
-                       generator: torch.Generator, chunk: int = 32, progress: bool = True):
+                       generator: torch.Generator, chunk: int = 32, progress: bool = True,
+                       world: World | None = None):
     """Roll the frozen restorer forward on sampled pairs.
 
-    Returns features (N, T+1, F), psnr (N, T+1) and levels (N,).
+    Under ``torchrun`` every rank draws every chunk of pairs (cheap crops, so the generator
+    stays in step) and rolls out every ``world.size``-th chunk; the chunks are gathered back
+    in order, so the bank does not depend on the number of ranks.
+
+    Returns features (N, T+1, F), psnr (N, T+1) float64 and levels (N,).
     """
+    world = world or World()
     model.eval()
-    feats, psnrs, levels = [], [], []
-    bar = tqdm(total=episodes, disable=not progress, desc="stage 2 rollouts", unit="ep")
-    done = 0
+    mine: dict[int, list[torch.Tensor]] = {}
+    bar = tqdm(total=episodes, disable=not (progress and world.rank == 0), desc="stage 2 rollouts", unit="ep")
+    done, index = 0, 0
     while done < episodes:
         pairs = sampler.sample(min(chunk, episodes - done), generator)
         y, clean = pairs.degraded, pairs.clean
-        sigma_y = noise_sigma(y)
-        xs = model.unroll(y, horizon)
-        feats.append(torch.stack([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y)
-                                  for n, x in enumerate(xs)], dim=1))
-        psnrs.append(torch.stack([working_psnr(x, clean, model.config.modality) for x in xs], dim=1))
-        levels.append(pairs.level)
+        if index % world.size == world.rank:
+            sigma_y = noise_sigma(y)
+            xs = model.unroll(y, horizon)
+            feats = torch.stack([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y) for n, x in enumerate(xs)], 1)
+            psnr = torch.stack([working_psnr(x, clean, model.config.modality) for x in xs], dim=1).double()
+            mine[index] = [feats, psnr, pairs.level]
         done += y.shape[0]
+        index += 1
         bar.update(y.shape[0])
     bar.close()
-    return torch.cat(feats), torch.cat(psnrs).double(), torch.cat(levels)
+    features, psnr, levels = gather_chunks(mine, world)
+    return features, psnr, levels
 
 
 def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress: bool = True,
-                 bank_cache: Path | None = None) -> dict:
+                 bank_cache: Path | None = None, world: World | None = None) -> dict:
     """Fit ``model.policy`` in place. Returns a summary with the REINFORCE log.
 
     ``bank_cache``: a file where the rollout bank is kept, so that retraining the policy of the
     same restorer skips the rollouts (delete it after retraining the restorer).
+    ``world``: this rank under ``torchrun`` (rollouts and episode batches are shared out).
     """
+    world = world or World()
     for p in model.unit.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(cfg.reinforce.seed)
@@ -66,17 +77,19 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
         features, psnr, levels = state["features"], state["psnr"], state["levels"]
     else:
         features, psnr, levels = build_rollout_bank(model, sampler, cfg.episodes, cfg.horizon, generator,
-                                                    cfg.chunk, progress)
-        if bank_cache is not None:
+                                                    cfg.chunk, progress, world)
+        if bank_cache is not None and world.rank == 0:
             save_checkpoint(bank_cache, {"features": features, "psnr": psnr, "levels": levels})
-    bar = tqdm(total=cfg.reinforce.iterations, disable=not progress, desc="stage 2 REINFORCE", unit="it")
+        barrier(world)
+    bar = tqdm(total=cfg.reinforce.iterations, disable=not (progress and world.rank == 0),
+               desc="stage 2 REINFORCE", unit="it")
 
     def report(row):
         bar.update(100)
         bar.set_postfix(ret=f"{row['greedy_return']:.2f}", oracle=f"{row['oracle_return']:.2f}",
                         steps=f"{row['mean_steps']:.1f}")
 
-    history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report)
+    history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
     for p in model.unit.parameters():
         p.requires_grad_(True)
