@@ -1,7 +1,11 @@
-"""``durr degrade``: degrade a clean scan with a family of PROTOCOL.md section 2.
+"""``durr degrade``: degrade a clean scan with a family of PROTOCOL.md section 2, or a user's.
 
-    durr degrade IN OUT --family F --level L [--seed S] [--reference REF_OUT]
+    durr degrade IN OUT --family SPEC --level L [--levels A:B] [--seed S] [--reference REF_OUT]
                  [--modality auto|ct|mr|other] [--spacing MM] [--no-clip]
+
+SPEC is a registered family, ``module.path:callable`` or a YAML file composing families
+(``durr.degrade.custom``); a callable needs ``--levels A:B``, its training level range, and
+takes its modality from ``--modality`` (default other).
 
 OUT is written in IN's format, headers and units (``durr.io.save_scan(like=IN)``). For
 ``ct-lowdose`` the reference (the noise-free FBP of the same geometry, the image to score
@@ -36,19 +40,38 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _levels(text: str) -> tuple[float, float]:
+    from durr.degrade.custom import parse_levels
+
+    try:
+        return parse_levels(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _fail(err: Exception) -> int:
+    print(f"durr degrade: error: {err}", file=sys.stderr)
+    return 2
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from durr.degrade import degradation_names
 
     parser.add_argument("input", type=Path, metavar="IN", help="clean scan: DICOM file or series folder, NIfTI, PNG, TIFF or NPY")
     parser.add_argument("output", type=Path, metavar="OUT", help="degraded scan, written in IN's format")
-    parser.add_argument("--family", required=True, choices=degradation_names(), help="degradation family")
+    parser.add_argument("--family", required=True, metavar="SPEC",
+                        help=f"degradation: a family ({', '.join(degradation_names())}), "
+                             "module.path:callable, or a YAML file composing families")
     parser.add_argument("--level", required=True, type=float,
                         help="level in the family's unit: gaussian s/255, mr-rician percent of r, ct-lowdose dose fraction")
+    parser.add_argument("--levels", type=_levels, metavar="A:B",
+                        help="training level range of a user-defined degradation (needed for module:callable)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--reference", type=Path, metavar="REF_OUT",
                         help="where to write the reference (default for ct-lowdose: OUT_reference.<ext>)")
     parser.add_argument("--modality", choices=list(MODALITY_CHOICES), default="auto",
-                        help="modality of a scan whose format has none (NIfTI, images, NPY)")
+                        help="modality of a scan whose format has none (NIfTI, images, NPY); "
+                             "also that of a user-defined degradation")
     parser.add_argument("--spacing", type=_positive_float, metavar="MM",
                         help="pixel spacing in mm for ct-lowdose (default: the scan's, or 0.7 for images/NPY)")
     parser.add_argument("--no-clip", dest="clip", action="store_false",
@@ -74,11 +97,17 @@ def _same_path(a: Path, b: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from durr.degrade import get_degradation
+    from durr.degrade import degradation_names, load_degradation
     from durr.errors import ScanError
     from durr.io import load_scan, save_scan
 
-    deg = get_degradation(args.family)
+    # a registered family keeps its own modality; --modality then describes the scan only
+    user_defined = args.family not in degradation_names()
+    try:
+        deg = load_degradation(args.family, levels=args.levels,
+                               modality=MODALITY_CHOICES[args.modality] if user_defined else None)
+    except ValueError as err:
+        return _fail(err)
     ref_out = args.reference
     if ref_out is None and deg.modality == "CT":
         ref_out = reference_path(args.output)
@@ -98,9 +127,8 @@ def run(args: argparse.Namespace) -> int:
         spacing = 0.5 * (float(row) + float(col))      # square pixels assumed; mean if not
     try:
         noisy, reference = deg.apply_numpy(scan.array, args.level, seed=args.seed, spacing_mm=spacing)
-    except ValueError as err:                          # a level outside the family's domain
-        print(f"durr degrade: error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:          # a level outside the family's domain, a bad user function
+        return _fail(err)
 
     written = save_scan(scan.with_array(noisy), args.output, like=scan, clip=args.clip)
     print(f"{written}: {deg.name} at level {args.level:g} ({deg.level_unit}), seed {args.seed}")
