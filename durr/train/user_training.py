@@ -85,6 +85,8 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
     t0 = time.perf_counter()
     bank = _bank(data, degradation, cfg, work_dir, world, progress)
     t_bank = time.perf_counter() - t0
+    smallest = min(min(t.shape) for t in bank[1][0])
+    cfg.stage1.patch, cfg.stage2.patch = min(cfg.stage1.patch, smallest), min(cfg.stage2.patch, smallest)
 
     model: DURR = copy.deepcopy(base_model)
     model.config.family = degradation.name

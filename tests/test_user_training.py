@@ -1,0 +1,115 @@
+"""Training on a user's own folder: reading and splitting it, skipping broken files, the model folder."""
+
+import json
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from durr.data.user_folder import SkippedScanWarning, read_user_folder, split_volumes
+from durr.degrade import get_degradation
+from durr.infer.model_io import load_model, save_model
+from durr.train.stage2 import Stage2Config
+from durr.train.reinforce import ReinforceConfig
+from durr.train.user_training import UserTrainingConfig, evaluation_levels, train_on_user_data
+
+
+def _smooth_volume(rng: np.random.Generator, size: int = 48, depth: int = 3) -> np.ndarray:
+    """A positive MR-like volume (X, Y, Z): blobs on a dark background."""
+    yy, xx = np.mgrid[:size, :size] / size
+    vol = np.zeros((size, size, depth), np.float32)
+    for z in range(depth):
+        for _ in range(4):
+            cy, cx, r = rng.uniform(0.25, 0.75, 2).tolist() + [rng.uniform(0.08, 0.2)]
+            vol[..., z] += 400 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    return vol
+
+
+@pytest.fixture
+def user_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "scans"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(4):
+        nib.save(nib.Nifti1Image(_smooth_volume(rng), np.eye(4)), folder / ("sub" if i % 2 else "") / f"vol{i}.nii.gz")
+    (folder / "broken.nii.gz").write_bytes(b"\x1f\x8b not really a gzip stream")
+    (folder / "notes.txt").write_text("not a scan")
+    return folder
+
+
+def test_folder_is_split_by_volume_and_broken_files_are_skipped_with_a_warning(user_folder):
+    with pytest.warns(SkippedScanWarning) as caught:
+        data = read_user_folder(user_folder, "MR", heldout_fraction=0.25, seed=0)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.nii.gz" in messages and "notes.txt" in messages
+    train_ids, held_ids = set(data.train.source_ids), set(data.heldout.source_ids)
+    assert len(train_ids) == 3 and len(held_ids) == 1 and not train_ids & held_ids
+    assert len(data.train.images) == 9 and all(im.shape == (48, 48) for im in data.train.images)
+    assert {s["scan"] for s in data.summary()["skipped"]} == {"broken.nii.gz", "notes.txt"}
+
+
+def test_split_needs_two_scans_and_is_seeded():
+    with pytest.raises(ValueError, match="at least 2 readable scans"):
+        split_volumes(["a"], 0.2, 0)
+    names = [f"v{i}" for i in range(10)]
+    assert split_volumes(names, 0.2, 1) == split_volumes(names, 0.2, 1)
+    assert len(split_volumes(names, 0.2, 1)[1]) == 2
+
+
+def test_evaluation_levels_cover_seen_then_unseen():
+    deg = get_degradation("ct-sparseview")
+    levels = evaluation_levels(deg, 3, None)
+    assert levels[:3] == [360.0, 180.0, 120.0] or set(levels[:3]) <= set(deg.level_grid)
+    assert levels[-2:] == [90.0, 60.0]
+
+
+def test_policy_training_on_a_user_folder_writes_a_complete_model(user_folder, tmp_path, tiny_durr, one_thread):
+    base = tmp_path / "base"
+    save_model(base, tiny_durr("MR", "mr-rician", max_steps=6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedScanWarning)
+        data = read_user_folder(user_folder, "MR", heldout_fraction=0.25, seed=0)
+    cfg = UserTrainingConfig(what="policy", bank_per_slice=2,
+                             stage2=Stage2Config(episodes=16, horizon=5, chunk=8,
+                                                 reinforce=ReinforceConfig(iterations=40, batch=8)))
+    deg = get_degradation("mr-undersample")
+    out = tmp_path / "adapted"
+    summary = train_on_user_data(base, deg, data, out, tmp_path / "work", cfg, progress=False,
+                                 command="durr train policy ...")
+    model = load_model(out)
+    assert model.config.family == "mr-undersample"
+    # the restorer is the base model's, untouched; the policy was retrained
+    base_model = load_model(base)
+    for k, v in base_model.unit.state_dict().items():
+        assert torch.equal(v, model.unit.state_dict()[k])
+    assert any(not torch.equal(v, model.policy.state_dict()[k]) for k, v in base_model.policy.state_dict().items())
+    config = json.loads((out / "config.json").read_text())
+    rows = config["user_training"]["heldout"]
+    levels = {r["level"] for r in rows}
+    assert {6.0, 8.0} <= levels and len(levels) == 5          # 3 seen + 2 unseen
+    methods = {r["method"] for r in rows}
+    assert {"base model's policy", "new policy", "oracle stop", "degraded input"} <= methods
+    for lv in levels:   # the oracle is an upper bound of every stopping rule on the same trajectory
+        at = {r["method"]: r["psnr"] for r in rows if r["level"] == lv}
+        assert at["oracle stop"] >= max(v for k, v in at.items() if k not in ("oracle stop", "base model's policy")) - 1e-9
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "broken.nii.gz" in card and "held out: 3 slices of 1 scans" in card and "6 (unseen)" in card
+    assert summary["user_training"]["data"]["train"]["slices"] == 9
+
+
+def test_cli_refuses_a_modality_mismatch_and_a_folder_without_two_scans(user_folder, tmp_path, tiny_durr, capsys):
+    from durr.cli import main
+
+    base = tmp_path / "base"
+    save_model(base, tiny_durr("MR", "mr-rician"))
+    with pytest.raises(SystemExit, match="ct-sparseview: degrades CT images, not MR"):
+        main(["train", "policy", "--base", str(base), "--degradation", "ct-sparseview", "--data", str(user_folder),
+              "--out", str(tmp_path / "o")])
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    nib.save(nib.Nifti1Image(_smooth_volume(np.random.default_rng(1)), np.eye(4)), lonely / "only.nii.gz")
+    with pytest.raises(SystemExit, match="at least 2 readable scans"):
+        main(["train", "policy", "--base", str(base), "--degradation", "mr-undersample", "--data", str(lonely),
+              "--out", str(tmp_path / "o")])
