@@ -29,7 +29,8 @@ def add_arguments(parser) -> None:
     user.add_argument("--heldout", type=float, default=0.2, help="fraction of scans held out (default 0.2)")
     user.add_argument("--max-slices", type=int, default=16, help="slices used per scan, evenly spread (default 16)")
     user.add_argument("--episodes", type=int, help="stage 2 rollouts (default 384)")
-    parser.add_argument("--config", help="YAML overriding the recipe (sections model, baseline, stage1, stage2)")
+    parser.add_argument("--config", help="YAML overriding the recipe (sections model, baseline, stage1, stage2; "
+                        "with --data: stage1, stage2, bank_per_slice)")
     parser.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: runs/<family>)")
     parser.add_argument("--out", type=Path, help="model folder to write (default: models/<family>)")
     parser.add_argument("--model", type=Path, help="policy stage on the corpus: the model folder whose restorer "
@@ -160,6 +161,15 @@ def _train_on_user_data(args, world, device) -> int:
     except ValueError as err:
         raise SystemExit(f"durr train: {err}") from None
     cfg = UserTrainingConfig(what=args.stage, seed=args.seed or 0, unseen_levels=unseen)
+    if args.config:
+        import yaml
+
+        from durr.train.pipeline import apply_overrides
+
+        try:
+            apply_overrides(cfg, yaml.safe_load(Path(args.config).read_text()))
+        except ValueError as err:
+            raise SystemExit(f"durr train: {args.config}: {err}") from None
     if args.iterations:
         cfg.stage1.iterations = args.iterations
     if args.episodes:

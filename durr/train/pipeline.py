@@ -27,6 +27,29 @@ from durr.train.stage1 import Stage1Config, load_restorer_state, train_stage1
 from durr.train.stage2 import Stage2Config, build_rollout_bank, train_stage2
 
 
+def apply_overrides(cfg, overrides: dict | None) -> None:
+    """Set fields of a dataclass config from a nested dict (YAML), section by section.
+
+    Raises ValueError naming an unknown section or key.
+    """
+    for section, values in (overrides or {}).items():
+        target = getattr(cfg, section, None)
+        if target is None:
+            raise ValueError(f"unknown config section {section!r}")
+        if not isinstance(values, dict) or isinstance(target, dict):
+            setattr(cfg, section, values)
+            continue
+        for key, value in values.items():
+            if not hasattr(target, key):
+                raise ValueError(f"unknown config key {section}.{key}")
+            sub = getattr(target, key)
+            if isinstance(value, dict) and hasattr(sub, "__dataclass_fields__"):
+                for k2, v2 in value.items():
+                    setattr(sub, k2, v2)
+            else:
+                setattr(target, key, value)
+
+
 @dataclass
 class RecipeConfig:
     """A family's full recipe; YAML files override any field (nested by section)."""
@@ -47,22 +70,7 @@ class RecipeConfig:
         cfg = cls(family=family, model=DURRConfig(modality=deg.modality, family=family))
         if family == "ct-lowdose":
             cfg.bank_per_slice = 3  # each realisation is a 720-view FBP
-        for section, values in (overrides or {}).items():
-            target = getattr(cfg, section, None)
-            if target is None:
-                raise ValueError(f"unknown config section {section!r}")
-            if not isinstance(values, dict) or isinstance(target, dict):
-                setattr(cfg, section, values)
-                continue
-            for key, value in values.items():
-                if not hasattr(target, key):
-                    raise ValueError(f"unknown config key {section}.{key}")
-                sub = getattr(target, key)
-                if isinstance(value, dict) and hasattr(sub, "__dataclass_fields__"):
-                    for k2, v2 in value.items():
-                        setattr(sub, k2, v2)
-                else:
-                    setattr(target, key, value)
+        apply_overrides(cfg, overrides)
         return cfg
 
     def to_dict(self) -> dict:
