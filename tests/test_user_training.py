@@ -72,7 +72,7 @@ def test_policy_training_on_a_user_folder_writes_a_complete_model(user_folder, t
         warnings.simplefilter("ignore", SkippedScanWarning)
         data = read_user_folder(user_folder, "MR", heldout_fraction=0.25, seed=0)
     cfg = UserTrainingConfig(what="policy", bank_per_slice=2,
-                             stage2=Stage2Config(episodes=16, horizon=5, chunk=8,
+                             stage2=Stage2Config(episodes=16, horizon=5, chunk=8, whole_slices=True,
                                                  reinforce=ReinforceConfig(iterations=40, batch=8)))
     deg = get_degradation("mr-undersample")
     out = tmp_path / "adapted"

@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int)
+    parser.add_argument("--stage", choices=["policy", "restorer"], default="policy",
+                        help="policy: the policy alone (the benchmark); restorer: fine-tune the restorer too")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="degradation option passed to durr train")
     args = parser.parse_args(argv)
 
     base = resolve_model_dir(args.base)
@@ -78,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     if not data.exists():
         print(f"exported {export_group(group, data, args.corpus, args.max_phantoms)} scans to {data}")
     model_dir = args.out / "model"
-    command = ["train", "policy", "--base", str(base), "--degradation", args.family, "--data", str(data),
+    command = ["train", args.stage, "--base", str(base), "--degradation", args.family, "--data", str(data),
                "--out", str(model_dir), "--work-dir", str(args.out / "work"), "--threads", str(args.threads),
                "--seed", str(args.seed)] + (["--episodes", str(args.episodes)] if args.episodes else [])
+    command += [f"--option={o}" for o in args.option]
     t0 = time.perf_counter()
     code = durr_main(command)
     if code:
@@ -89,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     card = (model_dir / "MODEL_CARD.md").read_text()
     table = card[card.index("| method"):].strip()
     secs = summary["seconds"]
-    text = (f"`{args.family}` from `{args.base}`, policy only; training {secs['training_total'] / 60:.1f} min "
-            f"(bank {secs['bank'] / 60:.1f}, stage 2 {secs['stage2'] / 60:.1f}), held-out scoring "
+    what = "policy only" if args.stage == "policy" else "restorer fine-tuned, then policy"
+    text = (f"`{args.family}` from `{args.base}`, {what}; training {secs['training_total'] / 60:.1f} min "
+            f"(bank {secs['bank'] / 60:.1f}, stage 1 {secs['stage1'] / 60:.1f}, stage 2 {secs['stage2'] / 60:.1f}), held-out scoring "
             f"{secs['heldout_evaluation'] / 60:.1f} min, {args.threads} threads; wall {(time.perf_counter() - t0) / 60:.1f} min.\n\n"
             + table + "\n")
     (args.out / "table.md").write_text(text)

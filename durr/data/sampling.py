@@ -98,6 +98,13 @@ class PairSampler:
         sl = (..., slice(i, i + self.patch), slice(j, j + self.patch))
         return a[sl], b[sl]
 
+    def whole(self, k: int) -> Pairs:
+        """Bank slice ``k`` uncropped, as a batch of one (1, 1, H, W)."""
+        degraded, reference, levels = self.bank
+        scale = self.bank_scales[k]
+        return Pairs(to_model(degraded[k][None, None], scale), to_model(reference[k][None, None], scale),
+                     levels[k:k + 1].to(torch.float64))
+
     def sample(self, batch: int, generator: torch.Generator) -> Pairs:
         """Draw ``batch`` pairs."""
         ys, xs, levels = [], [], []

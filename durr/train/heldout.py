@@ -45,8 +45,8 @@ def _trajectory(model: DURR, degraded: np.ndarray):
     """Physical-unit estimates (T+1, H, W) up to the cap, and each policy-visible state's features (T+1, F)."""
     y_phys = torch.from_numpy(degraded)[None, None]
     scale = robust_scale(y_phys, model.config.modality)
-    y = to_model(y_phys, scale)
-    xs = model.unroll(y, model.config.max_steps)
+    y = to_model(y_phys, scale).contiguous(memory_format=torch.channels_last)
+    xs = model.to(memory_format=torch.channels_last).unroll(y, model.config.max_steps)
     sigma_y = noise_sigma(y)
     feats = torch.cat([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y) for n, x in enumerate(xs)])
     return from_model(torch.cat(xs), scale)[:, 0], feats
@@ -66,7 +66,8 @@ def evaluate_heldout(contenders: list[Contender], images: list[np.ndarray], spac
     {"level", "method", "psnr", "steps", "n"}, plus a "degraded input" row per level.
     """
     modality = contenders[0].model.config.modality
-    restorers = {id(c.model): c.model.eval() for c in contenders}
+    # contenders whose models share one restoration unit share its trajectory
+    restorers = {id(c.model.unit): c.model.eval() for c in contenders}
     scores: dict[tuple[float, str], list[tuple[float, int]]] = {}
     jobs = [(lv, i) for lv in levels for i in range(len(images))]
     for level, i in tqdm(jobs, desc="held-out evaluation", unit="slice", disable=not progress):
@@ -76,7 +77,7 @@ def evaluate_heldout(contenders: list[Contender], images: list[np.ndarray], spac
         degraded, reference = out.noisy[0, 0].numpy(), out.reference[0, 0].numpy()
         runs = {key: _trajectory(m, degraded) for key, m in restorers.items()}
         for c in contenders:
-            traj, feats = runs[id(c.model)]
+            traj, feats = runs[id(c.model.unit)]
             psnr = _psnr_per_step(traj, reference, modality)
             step = {"policy": lambda: _policy_stop(c.model, feats), "fixed": lambda: min(c.steps, len(psnr) - 1),
                     "oracle": lambda: int(np.argmax(psnr))}[c.rule]()

@@ -23,23 +23,32 @@ class Stage2Config:
     patch: int = 128             # larger than stage 1's: the policy's statistics need context
     horizon: int = 24            # steps each rollout is run to
     chunk: int = 32
+    # Roll out whole bank slices instead of patch crops: the policy's statistics then see the
+    # field of view they see at inference (crops of anatomy and whole slices with air around
+    # differ), at the price of fewer, larger episodes.
+    whole_slices: bool = False
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
 
 @torch.no_grad()
 def build_rollout_bank(model: DURR, sampler: PairSampler, episodes: int, horizon: int,
                        generator: torch.Generator, chunk: int = 32, progress: bool = True,
-                       world: World | None = None):
+                       world: World | None = None, whole: bool = False):
     """Roll the frozen restorer forward on sampled pairs.
 
     Under ``torchrun`` every rank draws every chunk of pairs (cheap crops, so the generator
     stays in step) and rolls out every ``world.size``-th chunk; the chunks are gathered back
     in order, so the bank does not depend on the number of ranks.
 
+    ``whole``: roll out whole bank slices (up to ``episodes`` of them, a seeded choice) rather
+    than ``chunk``-sized batches of crops.
+
     Returns features (N, T+1, F), psnr (N, T+1) float64 and levels (N,).
     """
     world = world or World()
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)
+    if whole:
+        return _whole_slice_bank(model, sampler, episodes, horizon, generator, progress, world)
     mine: dict[int, list[torch.Tensor]] = {}
     bar = tqdm(total=episodes, disable=not (progress and world.rank == 0), desc="stage 2 rollouts", unit="ep")
     done, index = 0, 0
@@ -47,17 +56,35 @@ def build_rollout_bank(model: DURR, sampler: PairSampler, episodes: int, horizon
         pairs = sampler.sample(min(chunk, episodes - done), generator)
         y, clean = pairs.degraded, pairs.clean
         if index % world.size == world.rank:
-            sigma_y = noise_sigma(y)
-            xs = model.unroll(y, horizon)
-            feats = torch.stack([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y) for n, x in enumerate(xs)], 1)
-            psnr = torch.stack([working_psnr(x, clean, model.config.modality) for x in xs], dim=1).double()
-            mine[index] = [feats, psnr, pairs.level]
+            mine[index] = _episode(model, y, clean, horizon) + [pairs.level]
         done += y.shape[0]
         index += 1
         bar.update(y.shape[0])
     bar.close()
     features, psnr, levels = gather_chunks(mine, world)
     return features, psnr, levels
+
+
+def _episode(model: DURR, y: torch.Tensor, clean: torch.Tensor, horizon: int) -> list[torch.Tensor]:
+    """features (B, T+1, F) and working PSNR (B, T+1) of one rollout of ``y`` (B, 1, H, W)."""
+    y = y.contiguous(memory_format=torch.channels_last)   # about 2.5x faster convolutions on CPU
+    sigma_y = noise_sigma(y)
+    xs = model.unroll(y, horizon)
+    feats = torch.stack([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y) for n, x in enumerate(xs)], 1)
+    psnr = torch.stack([working_psnr(x, clean, model.config.modality) for x in xs], dim=1).double()
+    return [feats, psnr]
+
+
+def _whole_slice_bank(model, sampler, episodes, horizon, generator, progress, world):
+    count = len(sampler.bank[0])
+    chosen = torch.randperm(count, generator=generator)[:min(episodes, count)].tolist()
+    mine: dict[int, list[torch.Tensor]] = {}
+    mine_idx = list(range(world.rank, len(chosen), world.size))
+    for i in tqdm(mine_idx, disable=not (progress and world.rank == 0), desc="stage 2 rollouts (whole slices)",
+                  unit="slice"):
+        pairs = sampler.whole(chosen[i])
+        mine[i] = _episode(model, pairs.degraded, pairs.clean, horizon) + [pairs.level]
+    return tuple(gather_chunks(mine, world))
 
 
 def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress: bool = True,
@@ -77,7 +104,7 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
         features, psnr, levels = state["features"], state["psnr"], state["levels"]
     else:
         features, psnr, levels = build_rollout_bank(model, sampler, cfg.episodes, cfg.horizon, generator,
-                                                    cfg.chunk, progress, world)
+                                                    cfg.chunk, progress, world, cfg.whole_slices)
         if bank_cache is not None and world.rank == 0:
             save_checkpoint(bank_cache, {"features": features, "psnr": psnr, "levels": levels})
         barrier(world)

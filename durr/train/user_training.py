@@ -37,7 +37,7 @@ class UserTrainingConfig:
     bank_per_slice: int = 3              # degraded realisations of each training slice
     seed: int = 0
     stage1: Stage1Config = field(default_factory=lambda: Stage1Config(iterations=300, lr=3e-4))
-    stage2: Stage2Config = field(default_factory=Stage2Config)
+    stage2: Stage2Config = field(default_factory=lambda: Stage2Config(whole_slices=True))
     eval_seen_levels: int = 3            # seen levels scored on the held-out split (lightest..heaviest)
     unseen_levels: tuple[float, ...] | None = None   # None: the degradation's own
 
@@ -90,6 +90,8 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
 
     model: DURR = copy.deepcopy(base_model)
     model.config.family = degradation.name
+    if cfg.what == "policy":  # the restorer stays the base model's: share it (and its held-out trajectories)
+        model.unit = base_model.unit
     stage1 = None
     if cfg.what == "restorer":
         cfg.stage1.seed = cfg.seed
@@ -98,8 +100,9 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
         model = model.cpu()
     t1 = time.perf_counter()
     cfg.stage2.reinforce.seed = cfg.seed
+    mode = "whole" if cfg.stage2.whole_slices else "crops"
     result = train_stage2(model, sampler_from_bank(bank, cfg.stage2.patch), cfg.stage2, progress=progress,
-                          bank_cache=work_dir / f"rollouts_{cfg.what}.pt", world=world)
+                          bank_cache=work_dir / f"rollouts_{cfg.what}_{mode}_{cfg.stage2.episodes}.pt", world=world)
     t2 = time.perf_counter()
     fixed_steps = best_fixed_steps(result["bank_psnr"])
     if world.rank != 0:
