@@ -72,7 +72,7 @@ def test_policy_training_on_a_user_folder_writes_a_complete_model(user_folder, t
         warnings.simplefilter("ignore", SkippedScanWarning)
         data = read_user_folder(user_folder, "MR", heldout_fraction=0.25, seed=0)
     cfg = UserTrainingConfig(what="policy", bank_per_slice=2,
-                             stage2=Stage2Config(episodes=16, horizon=5, chunk=8, whole_slices=True,
+                             stage2=Stage2Config(episodes=16, horizon=5, chunk=8, whole_slices=True, select_features=True,
                                                  reinforce=ReinforceConfig(iterations=40, batch=8)))
     deg = get_degradation("mr-undersample")
     out = tmp_path / "adapted"
@@ -97,6 +97,9 @@ def test_policy_training_on_a_user_folder_writes_a_complete_model(user_folder, t
     card = (out / "MODEL_CARD.md").read_text()
     assert "broken.nii.gz" in card and "held out: 3 slices of 1 scans" in card and "6 (unseen)" in card
     assert summary["user_training"]["data"]["train"]["slices"] == 9
+    chosen = summary["user_training"]["feature_selection"]
+    assert len(chosen) == 4 and list(model.config.policy.features) == max(chosen, key=lambda c: c["rehearsal_return"])["features"]
+    assert "by a rehearsal" in card
 
 
 def test_cli_refuses_a_modality_mismatch_and_a_folder_without_two_scans(user_folder, tmp_path, tiny_durr, capsys):

@@ -9,11 +9,13 @@ import torch
 from tqdm.auto import tqdm
 
 from durr.control.features import noise_sigma, state_features
+from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.restorer import DURR
 from durr.control.reward import working_psnr
 from durr.data.sampling import PairSampler
 from durr.train.checkpoint import load_checkpoint, save_checkpoint
 from durr.train.distributed import World, barrier, gather_chunks
+from durr.train.feature_selection import select_features
 from durr.train.reinforce import ReinforceConfig, train_policy
 
 
@@ -27,6 +29,9 @@ class Stage2Config:
     # field of view they see at inference (crops of anatomy and whole slices with air around
     # differ), at the price of fewer, larger episodes.
     whole_slices: bool = False
+    # Pick the policy's features by a rehearsal of extrapolation on the seen levels
+    # (``durr.train.feature_selection``) instead of keeping the model's.
+    select_features: bool = False
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
 
@@ -116,8 +121,16 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
         bar.set_postfix(ret=f"{row['greedy_return']:.2f}", oracle=f"{row['oracle_return']:.2f}",
                         steps=f"{row['mean_steps']:.1f}")
 
+    selection = []
+    if cfg.select_features:
+        names, selection = select_features(features.float(), psnr, sampler.degradation.severity(levels),
+                                           model.config.policy, cfg.reinforce, world=world)
+        if names != tuple(model.config.policy.features):
+            model.config.policy = PolicyConfig(model.config.policy.hidden, model.config.policy.layers, names)
+            torch.manual_seed(cfg.reinforce.seed)
+            model.policy = StopPolicy(model.config.policy)
     history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
     for p in model.unit.parameters():
         p.requires_grad_(True)
-    return {"history": history, "bank_levels": levels, "bank_psnr": psnr}
+    return {"history": history, "bank_levels": levels, "bank_psnr": psnr, "feature_selection": selection}

@@ -42,6 +42,12 @@ def write_user_card(folder: Path, summary: dict, heldout_table: str) -> Path:
         f"- Stage 2 (REINFORCE): {s2['episodes']} rollouts of {s2['patch']}x{s2['patch']} crops to "
         f"{s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB.",
+        f"- Policy features: {', '.join(u['policy_features'])}"
+        + (" (chosen among " + "; ".join(
+            f"[{', '.join(c['features'])}] {c['rehearsal_return']:.2f} dB" for c in u["feature_selection"])
+           + f" by a rehearsal: trained on the lighter two thirds of the seen range, scored on the heaviest "
+             f"third, oracle {u['feature_selection'][0]['rehearsal_oracle']:.2f} dB)." if u["feature_selection"]
+           else "."),
         f"- Fixed step count (best mean PSNR on the seen-level training rollouts): {summary['fixed_steps']}.",
         f"- Time: degradation bank {secs['bank'] / 60:.1f} min, stage 1 {secs['stage1'] / 60:.1f} min, "
         f"stage 2 {secs['stage2'] / 60:.1f} min (training {secs['training_total'] / 60:.1f} min in all), "

@@ -37,7 +37,7 @@ class UserTrainingConfig:
     bank_per_slice: int = 3              # degraded realisations of each training slice
     seed: int = 0
     stage1: Stage1Config = field(default_factory=lambda: Stage1Config(iterations=300, lr=3e-4))
-    stage2: Stage2Config = field(default_factory=lambda: Stage2Config(whole_slices=True))
+    stage2: Stage2Config = field(default_factory=lambda: Stage2Config(whole_slices=True, select_features=True))
     eval_seen_levels: int = 3            # seen levels scored on the held-out split (lightest..heaviest)
     unseen_levels: tuple[float, ...] | None = None   # None: the degradation's own
 
@@ -127,7 +127,8 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "seconds": {"bank": t_bank, "stage1": (stage1 or {}).get("seconds", 0.0),
                         "stage2": t2 - t1, "training_total": t2 - t0, "heldout_evaluation": t3 - t2},
-            "stage2_final": result["history"][-1], "heldout": rows,
+            "stage2_final": result["history"][-1], "feature_selection": result["feature_selection"],
+            "policy_features": list(model.config.policy.features), "heldout": rows,
         },
     }
     save_model(out_dir, model, load_baseline(base_dir), extra_config=summary)
