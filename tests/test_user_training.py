@@ -116,3 +116,31 @@ def test_cli_refuses_a_modality_mismatch_and_a_folder_without_two_scans(user_fol
     with pytest.raises(SystemExit, match="at least 2 readable scans"):
         main(["train", "policy", "--base", str(base), "--degradation", "mr-undersample", "--data", str(lonely),
               "--out", str(tmp_path / "o")])
+
+
+def test_rehearsal_holds_out_the_heaviest_third_of_the_seen_range():
+    from durr.train.feature_selection import rehearsal_split
+
+    light, heavy = rehearsal_split(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert light.tolist() == [True, True, False, False] and heavy.tolist() == [False, False, True, True]
+
+
+def test_feature_selection_prefers_the_features_that_explain_the_stop(one_thread):
+    """The best stop is set by the input's noise level: only candidates that see it can extrapolate."""
+    from durr.control.features import FEATURE_NAMES
+    from durr.control.policy import PolicyConfig
+    from durr.train.feature_selection import select_features
+
+    g = torch.Generator().manual_seed(0)
+    n, horizon = 256, 12
+    severity = torch.rand(n, generator=g) * 3 + 1                        # seen levels 1..4
+    best = (2 * severity).round()                                        # best stop grows with the level
+    steps = torch.arange(horizon + 1, dtype=torch.float64)
+    psnr = -(steps[None] - best[:, None].double()).abs()                 # peaked at the best step
+    features = torch.randn(n, horizon + 1, len(FEATURE_NAMES), generator=g) * 0.1
+    features[..., FEATURE_NAMES.index("log_sigma_input")] = severity[:, None]
+    features[..., FEATURE_NAMES.index("step_over_ten")] = steps[None].float() / 10
+    candidates = (("moved_over_sigma",), ("log_sigma_input", "step_over_ten"))
+    names, scores = select_features(features, psnr, severity, PolicyConfig(), ReinforceConfig(iterations=600),
+                                    candidates=candidates)
+    assert names == ("log_sigma_input", "step_over_ten"), scores
