@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -113,7 +115,7 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     from durr.infer.model_io import load_baseline, load_model, read_config, resolve_model_dir, save_model
     from durr.train.distributed import barrier
     from durr.train.pipeline import best_fixed_steps, make_sampler
-    from durr.train.stage2 import train_stage2
+    from durr.train.stage2 import rollout_cache_name, train_stage2
 
     model_dir = args.model or args.base
     if model_dir is None:
@@ -125,11 +127,15 @@ def _train_policy(args, cfg, work: Path, world) -> int:
         make_sampler(cfg, cfg.stage2.patch, args.corpus, work)
     barrier(world)
     sampler = make_sampler(cfg, cfg.stage2.patch, args.corpus, work, progress=False)
-    result = train_stage2(model, sampler, cfg.stage2, bank_cache=work / "rollouts.pt", world=world)
+    t0 = time.perf_counter()
+    result = train_stage2(model, sampler, cfg.stage2, bank_cache=work / rollout_cache_name(cfg.stage2), world=world)
     if world.rank != 0:
         return 0
     extra["fixed_steps"] = best_fixed_steps(result["bank_psnr"])
-    extra.setdefault("training", {})["stage2_final"] = result["history"][-1]
+    training = extra.setdefault("training", {})
+    training.update(stage2_final=result["history"][-1], stage2_feature_selection=result["feature_selection"],
+                    stage2_seconds=time.perf_counter() - t0)
+    extra.setdefault("recipe", {})["stage2"] = asdict(cfg.stage2)
     save_model(args.out or folder, model, baseline, extra_config=extra)
     print(f"policy written to {args.out or folder}: {result['history'][-1]}")
     return 0

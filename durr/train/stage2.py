@@ -92,6 +92,11 @@ def _whole_slice_bank(model, sampler, episodes, horizon, generator, progress, wo
     return tuple(gather_chunks(mine, world))
 
 
+def rollout_cache_name(cfg: Stage2Config, prefix: str = "rollouts") -> str:
+    """File name of a rollout bank cache: crops keep the historical ``rollouts.pt``."""
+    return f"{prefix}.pt" if not cfg.whole_slices else f"{prefix}_whole_{cfg.episodes}_{cfg.horizon}.pt"
+
+
 def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress: bool = True,
                  bank_cache: Path | None = None, world: World | None = None) -> dict:
     """Fit ``model.policy`` in place. Returns a summary with the REINFORCE log.

@@ -26,7 +26,7 @@ from durr.train.distributed import World, barrier
 from durr.train.heldout import Contender, evaluate_heldout, table_markdown
 from durr.train.pipeline import best_fixed_steps, sampler_from_bank
 from durr.train.stage1 import Stage1Config, train_stage1
-from durr.train.stage2 import Stage2Config, train_stage2
+from durr.train.stage2 import Stage2Config, rollout_cache_name, train_stage2
 
 
 @dataclass
@@ -100,9 +100,8 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
         model = model.cpu()
     t1 = time.perf_counter()
     cfg.stage2.reinforce.seed = cfg.seed
-    mode = "whole" if cfg.stage2.whole_slices else "crops"
     result = train_stage2(model, sampler_from_bank(bank, cfg.stage2.patch), cfg.stage2, progress=progress,
-                          bank_cache=work_dir / f"rollouts_{cfg.what}_{mode}_{cfg.stage2.episodes}.pt", world=world)
+                          bank_cache=work_dir / rollout_cache_name(cfg.stage2, f"rollouts_{cfg.what}"), world=world)
     t2 = time.perf_counter()
     fixed_steps = best_fixed_steps(result["bank_psnr"])
     if world.rank != 0:
