@@ -18,12 +18,13 @@ from durr.control.policy import LEVEL_FREE_FEATURES, PolicyConfig, StopPolicy
 from durr.train.distributed import World
 from durr.train.reinforce import ReinforceConfig, episode_return, greedy_stops, train_policy
 
+# The step index is never a candidate: a policy that reads it memorises the training levels'
+# step counts and cannot extend the run at a heavier level (it did exactly that when tried on
+# mr-rician, see docs/training.md).
 CANDIDATE_FEATURES: tuple[tuple[str, ...], ...] = (
     LEVEL_FREE_FEATURES,
     LEVEL_FREE_FEATURES + ("update_over_sigma",),
     LEVEL_FREE_FEATURES + ("update_over_sigma", "log_sigma_input"),
-    ("log_sigma_input", "moved_over_sigma", "update_over_sigma", "residual_noise_ratio", "log_residual_noise",
-     "step_over_ten"),
 )
 
 
