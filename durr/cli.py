@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     sub_parser = argparse.ArgumentParser(prog=f"durr {name}", description=COMMANDS[name][1])
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(rest)
+    args.command_line = ["durr", name, *rest]   # what the user typed, for model cards
     try:
         return int(module.run(args) or 0)
     except (ScanError, ModelError) as err:

@@ -1,6 +1,7 @@
 """Training on a user's own folder: reading and splitting it, skipping broken files, the model folder."""
 
 import json
+from pathlib import Path
 import warnings
 
 import nibabel as nib
@@ -80,6 +81,8 @@ def test_policy_training_on_a_user_folder_writes_a_complete_model(user_folder, t
                                  command="durr train policy ...")
     model = load_model(out)
     assert model.config.family == "mr-undersample"
+    restored = model.restore(torch.from_numpy(data.heldout.images[0])[None, None])   # loads and runs like a shipped model
+    assert restored.output.shape == (1, 1, 48, 48) and torch.isfinite(restored.output).all()
     # the restorer is the base model's, untouched; the policy was retrained
     base_model = load_model(base)
     for k, v in base_model.unit.state_dict().items():
@@ -144,3 +147,23 @@ def test_feature_selection_prefers_the_features_that_explain_the_stop(one_thread
     names, scores = select_features(features, psnr, severity, PolicyConfig(), ReinforceConfig(iterations=600),
                                     candidates=candidates)
     assert names == ("log_sigma_input", "step_over_ten"), scores
+
+
+def test_cli_trains_on_a_user_callable_with_a_config(user_folder, tmp_path, tiny_durr, monkeypatch, one_thread):
+    from durr.cli import main
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    base = tmp_path / "base"
+    save_model(base, tiny_durr("MR", "mr-rician", max_steps=4))
+    config = tmp_path / "small.yaml"
+    config.write_text("bank_per_slice: 1\nstage2: {episodes: 8, horizon: 3, reinforce: {iterations: 20, batch: 8}}\n")
+    out = tmp_path / "speckle-model"
+    with pytest.warns(SkippedScanWarning):
+        code = main(["train", "policy", "--base", str(base), "--degradation", "user_degradations:speckle",
+                     "--levels", "0.05:0.2", "--unseen", "0.3", "--data", str(user_folder), "--out", str(out),
+                     "--config", str(config), "--work-dir", str(tmp_path / "work")])
+    assert code == 0
+    summary = json.loads((out / "config.json").read_text())["user_training"]
+    assert summary["degradation"] == "user_degradations:speckle" and summary["seen"] == [0.05, 0.2]
+    assert {r["level"] for r in summary["heldout"]} == {0.05, 0.125, 0.2, 0.3}
+    assert "durr train policy --base" in (out / "MODEL_CARD.md").read_text()

@@ -181,7 +181,7 @@ def _train_on_user_data(args, world, device) -> int:
     if args.episodes:
         cfg.stage2.episodes = args.episodes
     work = args.work_dir or Path("runs") / f"user-{Path(args.out).name}"
-    command = "durr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = " ".join(shlex.quote(str(a)) for a in getattr(args, "command_line", ["durr", *sys.argv[1:]]))
     summary = train_on_user_data(base, degradation, data, args.out, work, cfg, device, world, command=command)
     if summary is not None:
         secs = summary["user_training"]["seconds"]

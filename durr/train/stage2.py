@@ -122,7 +122,7 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
                desc="stage 2 REINFORCE", unit="it")
 
     def report(row):
-        bar.update(100)
+        bar.update(row["iteration"] - bar.n)
         bar.set_postfix(ret=f"{row['greedy_return']:.2f}", oracle=f"{row['oracle_return']:.2f}",
                         steps=f"{row['mean_steps']:.1f}")
 
