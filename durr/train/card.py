@@ -62,8 +62,10 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         f"- Stage 1: {s1['iterations']} iterations, batch {s1['batch']} patches of {s1['patch']}x{s1['patch']}, "
         f"Adam lr {s1['lr']:g} cosine to {s1['lr_min']:g}, schedule {s1['n_min']}..{s1['n_max']} steps "
         f"(mildest..heaviest seen level), overshoot weight {s1['overshoot_weight']:g}, seed {s1['seed']}.",
-        f"- Stage 2 (REINFORCE, restorer frozen): {s2['episodes']} rollouts of {s2['patch']}x{s2['patch']} "
-        f"to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
+        "- Stage 2 (REINFORCE, restorer frozen): "
+        + (f"rollouts of whole bank slices (at most {s2['episodes']})" if s2.get("whole_slices")
+           else f"{s2['episodes']} rollouts of {s2['patch']}x{s2['patch']}")
+        + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}.",
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
         f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min, stage 2 {training['stage2_seconds'] / 60:.1f} min "
