@@ -137,13 +137,16 @@ def families_for(modality: str) -> list[str]:
     return [name for name in degradation_names() if get_degradation(name).modality == modality]
 
 
-def level_choices(seen: tuple[float, float], unseen, points: int = 13) -> list[float]:
+def level_choices(seen: tuple[float, float], unseen, points: int = 13, grid=None) -> list[float]:
     """Levels offered on the study slider: a grid over the seen range plus every unseen level.
 
     ``unseen`` levels lie beyond the seen range (above it, or below it for CT dose), so the
-    slider reaches past what the model was trained on.
+    slider reaches past what the model was trained on. ``grid``: the family's own levels
+    (``Degradation.level_grid``, e.g. view counts), used instead of an even grid.
     """
     lo, hi = float(seen[0]), float(seen[1])
+    if grid:
+        return sorted({float(v) for v in grid} | {float(v) for v in unseen})
     grid = np.linspace(lo, hi, points)
     return sorted({float(f"{v:.4g}") for v in grid} | {float(v) for v in unseen})
 

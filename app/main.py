@@ -225,7 +225,7 @@ def study_page(loaded, scan_key: str, model, model_key: str, index: int, image: 
     c1, c2, c3 = st.columns([1, 2, 1])
     family = c1.selectbox("Degradation family", families, key="family")
     deg = get_degradation(family)
-    choices = compute.level_choices(deg.seen, deg.unseen)
+    choices = compute.level_choices(deg.seen, deg.unseen, grid=deg.level_grid)
     unseen = [float(v) for v in deg.unseen]
     level = c2.select_slider(
         "Level", options=choices, value=unseen[0] if unseen else choices[len(choices) // 2], key=f"level|{family}",

@@ -12,7 +12,8 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
     "bone": (400.0, 1800.0),
 }
 DEFAULT_PERCENTILES = (0.5, 99.5)
-LEVEL_UNITS = {"gaussian": "/255", "mr-rician": "% of r", "ct-lowdose": "dose fraction"}
+LEVEL_UNITS = {"gaussian": "/255", "mr-rician": "% of r", "ct-lowdose": "dose fraction", "ct-sparseview": "views",
+               "mr-undersample": "x acceleration", "blur": "px blur"}
 
 
 def ct_window(preset: str) -> tuple[float, float]:

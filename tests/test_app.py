@@ -195,6 +195,8 @@ def test_level_choices_reach_beyond_the_seen_range():
     assert ct[0] == 0.025 and ct[-1] == 0.5 and 0.1 in ct and 0.05 in ct
     mr = compute.level_choices((1.0, 5.0), (7, 9, 12))
     assert mr[0] == 1.0 and mr[-1] == 12.0 and not compute.is_seen(9.0, (1.0, 5.0))
+    views = compute.level_choices((120.0, 360.0), (90.0, 60.0), grid=(360, 300, 240, 180, 144, 120, 90, 60))
+    assert views == [60.0, 90.0, 120.0, 144.0, 180.0, 240.0, 300.0, 360.0]     # the family's own view counts
 
 
 def test_trajectory_of_a_volume_slice_matches_the_whole_restoration(models):
