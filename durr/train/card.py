@@ -75,7 +75,7 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         "",
         "```",
         "durr corpus build",
-        f"durr train all --family {family} --out models/{folder.name} --threads 1"
+        f"durr train all --family {family} --out models/{folder.name} --threads {training['threads']}"
         + (f" --config models/{folder.name}/train.yaml" if (folder / "train.yaml").exists() else ""),
         "```",
     ]
