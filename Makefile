@@ -29,7 +29,7 @@ corpus: setup
 
 train-models: corpus
 	$(VENV)/bin/durr train all --family mr-rician --threads 1 --config models/mr-rician/train.yaml
-	$(VENV)/bin/durr train all --family ct-lowdose --threads 1
+	$(VENV)/bin/durr train all --family ct-lowdose --threads 2
 	$(VENV)/bin/durr train all --family gaussian --threads 1
 
 benchmark: corpus
