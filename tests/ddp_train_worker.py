@@ -19,7 +19,7 @@ from conftest import make_tiny_durr  # noqa: E402
 from durr.control.policy import StopPolicy  # noqa: E402
 from durr.data.sampling import PairSampler  # noqa: E402
 from durr.degrade import get_degradation  # noqa: E402
-from durr.train.distributed import World, training_session  # noqa: E402
+from durr.train.distributed import World, rank_zero_first, training_session  # noqa: E402
 from durr.train.reinforce import ReinforceConfig, train_policy  # noqa: E402
 from durr.train.stage1 import Stage1Config, train_stage1  # noqa: E402
 
@@ -39,6 +39,11 @@ def main() -> None:
     torch.set_num_threads(1)
     world = World.from_env()
     with training_session(world, torch.device("cpu")):
+        # a cache built once by rank 0 is there, complete, when the other ranks look for it
+        marker = args.out / "rank0_cache.txt"
+        seen = rank_zero_first(world, lambda: marker.read_text() if marker.exists() else
+                               (marker.write_text(f"built by rank {world.rank}") or "built"))
+        assert world.rank == 0 or seen == "built by rank 0", seen
         sampler = PairSampler([], get_degradation("gaussian"), "OT", patch=24, bank=synthetic_bank())
         model = make_tiny_durr("OT", "gaussian", seed=3)
         cfg = Stage1Config(iterations=4, batch=4, patch=24, checkpoint_every=1, log_every=1, n_min=1, n_max=3)

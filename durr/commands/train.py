@@ -77,7 +77,7 @@ def _train_recipe_stage(args, world, device) -> int:
     from durr.control.baseline import FixedDepthCNN
     from durr.control.restorer import DURR
     from durr.infer.model_io import models_root
-    from durr.train.distributed import barrier
+    from durr.train.distributed import rank_zero_first
     from durr.train.pipeline import load_recipe, make_sampler, train_recipe
     from durr.train.stage1 import train_stage1
 
@@ -97,10 +97,8 @@ def _train_recipe_stage(args, world, device) -> int:
               f"{info['training']['total_seconds'] / 60:.1f} min)")
         return 0
     if args.stage in ("restorer", "baseline"):
-        if world.rank == 0:  # rank 0 builds the bank cache; the others read it
-            make_sampler(cfg, cfg.stage1.patch, args.corpus, work)
-        barrier(world)
-        sampler = make_sampler(cfg, cfg.stage1.patch, args.corpus, work, progress=False)
+        sampler = rank_zero_first(world, lambda: make_sampler(cfg, cfg.stage1.patch, args.corpus, work,
+                                                              progress=world.rank == 0))
         torch.manual_seed(cfg.stage1.seed)
         model = DURR(cfg.model) if args.stage == "restorer" else FixedDepthCNN(cfg.baseline)
         sub = "restorer" if args.stage == "restorer" else "fixed_cnn"
@@ -113,7 +111,7 @@ def _train_recipe_stage(args, world, device) -> int:
 def _train_policy(args, cfg, work: Path, world) -> int:
     """Stage 2 on an existing model folder: the restorer stays frozen, the policy is retrained."""
     from durr.infer.model_io import load_baseline, load_model, read_config, resolve_model_dir, save_model
-    from durr.train.distributed import barrier
+    from durr.train.distributed import rank_zero_first
     from durr.train.pipeline import best_fixed_steps, make_sampler
     from durr.train.stage2 import rollout_cache_name, train_stage2
 
@@ -123,10 +121,8 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     folder = resolve_model_dir(model_dir)
     model, baseline = load_model(folder), load_baseline(folder)
     extra = {k: v for k, v in read_config(folder).items() if k not in ("durr", "fixed_cnn")}
-    if world.rank == 0:
-        make_sampler(cfg, cfg.stage2.patch, args.corpus, work)
-    barrier(world)
-    sampler = make_sampler(cfg, cfg.stage2.patch, args.corpus, work, progress=False)
+    sampler = rank_zero_first(world, lambda: make_sampler(cfg, cfg.stage2.patch, args.corpus, work,
+                                                          progress=world.rank == 0))
     t0 = time.perf_counter()
     result = train_stage2(model, sampler, cfg.stage2, bank_cache=work / rollout_cache_name(cfg.stage2), world=world)
     if world.rank != 0:

@@ -39,14 +39,21 @@ def sample_seen_levels(family, seen: tuple[float, float], n: int,
     deg = _family(family)
     lo, hi = deg.severity(torch.tensor(seen, dtype=torch.float64)).sort().values.tolist()
     sev = lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
+    return levels_at_severity(deg, sev, seen)
+
+
+def levels_at_severity(family, sev: torch.Tensor, seen: tuple[float, float]) -> torch.Tensor:
+    """Levels (float64) at severities ``sev``, snapped to the family's ``level_grid`` (its
+    levels inside ``seen``, nearest in severity) when it has one.
+    """
+    deg = _family(family)
     grid = getattr(deg, "level_grid", None)
-    if grid:
-        grid = torch.tensor([g for g in grid if min(seen) <= g <= max(seen)], dtype=torch.float64)
-        if grid.numel() == 0:
-            raise ValueError(f"{deg.name}: no level of its grid lies in the seen range {seen}")
-        nearest = (sev[:, None] - deg.severity(grid)[None]).abs().argmin(dim=1)
-        return grid[nearest]
-    return deg.level_of_severity(sev)
+    if not grid:
+        return deg.level_of_severity(sev)
+    grid = torch.tensor([g for g in grid if min(seen) <= g <= max(seen)], dtype=torch.float64)
+    if grid.numel() == 0:
+        raise ValueError(f"{deg.name}: no level of its grid lies in the seen range {seen}")
+    return grid[(sev[:, None] - deg.severity(grid)[None]).abs().argmin(dim=1)]
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from durr.infer.distributed import World
 
-__all__ = ["World", "training_session", "share", "barrier", "gather_chunks", "all_mean", "wrap_ddp", "device_for"]
+__all__ = ["World", "training_session", "share", "barrier", "rank_zero_first", "gather_chunks", "all_mean", "wrap_ddp", "device_for"]
 
 
 def device_for(world: World, device: torch.device) -> torch.device:
@@ -58,6 +58,20 @@ def share(batch: int, world: World) -> slice:
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
+
+
+def rank_zero_first(world: World, make):
+    """``make()`` on rank 0, then on the other ranks once rank 0 is done.
+
+    For work that caches to a shared file (degradation banks): rank 0 builds and writes it,
+    the others read the cache instead of building it again. Returns ``make()``'s result.
+    """
+    if world.rank == 0:
+        result = make()
+        barrier(world)
+        return result
+    barrier(world)
+    return make()
 
 
 def gather_chunks(chunks: dict[int, list[torch.Tensor]], world: World) -> list[torch.Tensor]:

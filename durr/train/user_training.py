@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from durr.control.restorer import DURR
+from durr.data.sampling import levels_at_severity
 from durr.data.user_folder import UserData
 from durr.infer.model_io import load_baseline, load_model, read_config, resolve_model_dir, save_model
 from durr.train.bank import build_bank
-from durr.train.distributed import World, barrier
+from durr.train.distributed import World, rank_zero_first
 from durr.train.heldout import Contender, evaluate_heldout, table_markdown
 from durr.train.pipeline import best_fixed_steps, sampler_from_bank
 from durr.train.stage1 import Stage1Config, train_stage1
@@ -46,23 +47,16 @@ def evaluation_levels(degradation, count: int, unseen: tuple[float, ...] | None)
     """``count`` seen levels evenly spread in severity (snapped to the family's grid), then the unseen ones."""
     lo, hi = degradation.severity(torch.tensor(degradation.seen, dtype=torch.float64)).sort().values.tolist()
     sev = torch.linspace(lo, hi, max(count, 1), dtype=torch.float64)
-    grid = getattr(degradation, "level_grid", None)
-    if grid:
-        inside = torch.tensor([g for g in grid if min(degradation.seen) <= g <= max(degradation.seen)],
-                              dtype=torch.float64)
-        seen = inside[(sev[:, None] - degradation.severity(inside)[None]).abs().argmin(1)].tolist()
-    else:
-        seen = degradation.level_of_severity(sev).tolist()
+    seen = levels_at_severity(degradation, sev, degradation.seen).tolist()
     unseen = list(degradation.unseen if unseen is None else unseen)
     return list(dict.fromkeys(float(round(v, 6)) for v in seen + unseen))
 
 
 def _bank(data: UserData, degradation, cfg: UserTrainingConfig, work_dir: Path, world: World, progress: bool):
     cache = work_dir / f"bank_{cfg.bank_per_slice}_{cfg.seed}.pt"
-    if world.rank == 0:
-        build_bank(data.train.images, data.train.spacings, degradation, cfg.bank_per_slice, cfg.seed, cache, progress)
-    barrier(world)
-    return degradation, build_bank([], [], degradation, cfg.bank_per_slice, cfg.seed, cache, False)
+    return degradation, rank_zero_first(world, lambda: build_bank(
+        data.train.images, data.train.spacings, degradation, cfg.bank_per_slice, cfg.seed, cache,
+        progress and world.rank == 0))
 
 
 def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: str | Path, work_dir: str | Path,
