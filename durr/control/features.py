@@ -58,3 +58,9 @@ def state_features(x: torch.Tensor, x_prev: torch.Tensor, y: torch.Tensor, step:
         torch.full_like(s, step / 10.0),
     ]
     return torch.stack(feats, dim=1).float()
+
+
+def trajectory_features(xs: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    """Features of every state of a rollout: xs = [x_0 = y, x_1, ...], each (B, 1, H, W) -> (B, T+1, F)."""
+    sigma_y = noise_sigma(y)
+    return torch.stack([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y) for n, x in enumerate(xs)], dim=1)

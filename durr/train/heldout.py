@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from durr.control.features import noise_sigma, state_features
+from durr.control.features import trajectory_features
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.restorer import DURR
 from durr.metrics import metric_window
@@ -47,8 +47,7 @@ def _trajectory(model: DURR, degraded: np.ndarray):
     scale = robust_scale(y_phys, model.config.modality)
     y = to_model(y_phys, scale).contiguous(memory_format=torch.channels_last)
     xs = model.to(memory_format=torch.channels_last).unroll(y, model.config.max_steps)
-    sigma_y = noise_sigma(y)
-    feats = torch.cat([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y) for n, x in enumerate(xs)])
+    feats = trajectory_features(xs, y)[0]
     return from_model(torch.cat(xs), scale)[:, 0], feats
 
 

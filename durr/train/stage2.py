@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from durr.control.features import noise_sigma, state_features
+from durr.control.features import trajectory_features
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.restorer import DURR
 from durr.control.reward import working_psnr
@@ -73,9 +73,8 @@ def build_rollout_bank(model: DURR, sampler: PairSampler, episodes: int, horizon
 def _episode(model: DURR, y: torch.Tensor, clean: torch.Tensor, horizon: int) -> list[torch.Tensor]:
     """features (B, T+1, F) and working PSNR (B, T+1) of one rollout of ``y`` (B, 1, H, W)."""
     y = y.contiguous(memory_format=torch.channels_last)   # about 2.5x faster convolutions on CPU
-    sigma_y = noise_sigma(y)
     xs = model.unroll(y, horizon)
-    feats = torch.stack([state_features(x, xs[max(n - 1, 0)], y, n, sigma_y) for n, x in enumerate(xs)], 1)
+    feats = trajectory_features(xs, y)
     psnr = torch.stack([working_psnr(x, clean, model.config.modality) for x in xs], dim=1).double()
     return [feats, psnr]
 
