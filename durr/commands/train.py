@@ -98,7 +98,7 @@ def _train_recipe_stage(args, world, device) -> int:
         return 0
     if args.stage in ("restorer", "baseline"):
         sampler = rank_zero_first(world, lambda: make_sampler(cfg, cfg.stage1.patch, args.corpus, work,
-                                                              progress=world.rank == 0))
+                                                              progress=world.rank == 0, device=device))
         torch.manual_seed(cfg.stage1.seed)
         model = DURR(cfg.model) if args.stage == "restorer" else FixedDepthCNN(cfg.baseline)
         sub = "restorer" if args.stage == "restorer" else "fixed_cnn"

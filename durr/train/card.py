@@ -68,7 +68,10 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}.",
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
-        f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min, stage 2 {training['stage2_seconds'] / 60:.1f} min "
+        f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min"
+        + (f" on {training['stage1_device']}; stage 2" if training.get("stage1_device", "").startswith("cuda")
+           else ", stage 2")
+        + f" {training['stage2_seconds'] / 60:.1f} min "
         f"on {training['device']} ({training['threads']} threads, torch {training['torch']}, {training['machine']}).",
         "",
         "Reproduce (the stage-1 budget is wall-clock independent; times above were measured on a shared, loaded CPU):",

@@ -83,8 +83,9 @@ def load_recipe(family: str, config_path: str | None) -> RecipeConfig:
 
 
 def load_bank(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
-              progress: bool = True):
-    """The family's degradation and its bank of degraded train-split slices (cached in ``work_dir``)."""
+              progress: bool = True, device: torch.device | str = "cpu"):
+    """The family's degradation and its bank of degraded train-split slices (cached in ``work_dir``;
+    degraded on ``device``, stored on the CPU)."""
     from durr.degrade import get_degradation
 
     deg = get_degradation(cfg.family)
@@ -92,7 +93,8 @@ def load_bank(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path |
         deg = type(deg)(**cfg.degradation_options)
     data = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus)
     cache = None if work_dir is None else Path(work_dir) / f"bank_{cfg.bank_per_slice}_{cfg.stage1.seed}.pt"
-    return deg, build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress)
+    return deg, build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress,
+                           device)
 
 
 def sampler_from_bank(bank, patch: int) -> PairSampler:
@@ -109,9 +111,9 @@ def sampler_from_bank(bank, patch: int) -> PairSampler:
 
 
 def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
-                 progress: bool = True, bank=None) -> PairSampler:
+                 progress: bool = True, bank=None, device: torch.device | str = "cpu") -> PairSampler:
     """Training pairs from the corpus's train split; ``bank`` reuses a ``load_bank`` result."""
-    return sampler_from_bank(bank or load_bank(cfg, corpus, work_dir, progress), patch)
+    return sampler_from_bank(bank or load_bank(cfg, corpus, work_dir, progress, device), patch)
 
 
 def best_fixed_steps(psnr: torch.Tensor) -> int:
@@ -125,7 +127,7 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    bank = load_bank(cfg, corpus, work_dir, progress)
+    bank = load_bank(cfg, corpus, work_dir, progress, device)
     sampler = make_sampler(cfg, cfg.stage1.patch, bank=bank)
 
     torch.manual_seed(cfg.stage1.seed)
@@ -153,6 +155,7 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
         "training": {
             "stage1_restorer_seconds": s1["seconds"], "stage1_fixed_cnn_seconds": s1b["seconds"],
             "stage2_seconds": stage2_seconds, "total_seconds": time.perf_counter() - t_start,
+            "stage1_device": s1["device"],
             "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "machine": platform.machine(), "processor": platform.processor() or "unknown",
             "stage2_final": s2["history"][-1],

@@ -21,7 +21,7 @@ from durr.control.baseline import FixedDepthCNN
 from durr.control.restorer import DURR
 from durr.data.sampling import PairSampler
 from durr.train.checkpoint import load_checkpoint, save_checkpoint
-from durr.train.device import autocast
+from durr.train.device import autocast, describe_device
 from durr.train.distributed import World, all_mean, barrier, share, wrap_ddp
 from durr.train.log import CSVLog
 from durr.train.schedule import StepSchedule
@@ -121,13 +121,14 @@ def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config
     objective = wrap_ddp(_Objective(model, cfg), world, device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
-    start, elapsed = 0, 0.0
+    start, elapsed, trained_on = 0, 0.0, describe_device(device)
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         load_restorer_state(model, state["model"])
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         start, elapsed = int(state["iteration"]), float(state["elapsed"])
+        trained_on = state.get("device", trained_on) if start >= cfg.iterations else trained_on
     log = None if not main else CSVLog(out_dir / "log.csv", ["iteration", "loss", "identity_loss", "psnr", "mean_steps", "lr",
                                       "seconds"], resume_from=start)
 
@@ -135,7 +136,7 @@ def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config
         if main:
             save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                         "generator": generator.get_state(), "iteration": iteration,
-                                        "elapsed": elapsed, "config": asdict(cfg)})
+                                        "elapsed": elapsed, "config": asdict(cfg), "device": trained_on})
         barrier(world)
 
     end = cfg.iterations if stop_after is None else min(stop_after, cfg.iterations)
@@ -172,4 +173,5 @@ def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config
     bar.close()
     if is_durr:
         model.policy.requires_grad_(True)
-    return {"iterations": end, "seconds": elapsed, "final_loss": float(loss.item()) if end > start else None}
+    return {"iterations": end, "seconds": elapsed, "device": trained_on,
+            "final_loss": float(loss.item()) if end > start else None}
