@@ -27,6 +27,7 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
     train_rows = [r for r in rows if r["split"] == "train"]
     dev_rows = [r for r in rows if r["split"] == "dev"]
     s1, s2 = recipe["stage1"], recipe["stage2"]
+    on_gpu = training.get("stage1_device", "").startswith("cuda")
     lines = [
         f"# DURR model `{folder.name}`",
         "",
@@ -69,11 +70,12 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}.",
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
         f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min"
-        + (f" on {training['stage1_device']}; stage 2" if training.get("stage1_device", "").startswith("cuda")
-           else ", stage 2")
+        + (f" on {training['stage1_device']}; stage 2" if on_gpu else ", stage 2")
         + f" {training['stage2_seconds'] / 60:.1f} min "
         f"on {training['device']} ({training['threads']} threads, torch {training['torch']}, {training['machine']}).",
         "",
+        "Reproduce (the stage-1 budget is a number of iterations, not a time; on a CUDA machine "
+        "`durr train all` runs stage 1 there and stage 2 on the CPU):" if on_gpu else
         "Reproduce (the stage-1 budget is wall-clock independent; times above were measured on a shared, loaded CPU):",
         "",
         "```",
@@ -82,6 +84,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         + (f" --config models/{folder.name}/train.yaml" if (folder / "train.yaml").exists() else ""),
         "```",
     ]
+    if on_gpu:
+        lines += ["", "Or stage 1 on a GPU machine and stage 2 here: `scripts/gpu_train_models.sh` (docs/gpu.md)."]
     if notes:
         lines += ["", "## Limitations and notes", "", notes.strip()]
     if benchmark_table:
@@ -89,3 +93,23 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m durr.train.card MODEL_DIR [--table TABLE.md] [--notes NOTES.md]``: rewrite a card."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Write MODEL_CARD.md of a model folder from its config.json")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--table", type=Path, help="dev-split benchmark table (durr benchmark's table.md)")
+    parser.add_argument("--notes", type=Path, help="Markdown for the 'Limitations and notes' section")
+    args = parser.parse_args(argv)
+    config = json.loads((args.folder / "config.json").read_text())
+    path = write_model_card(args.folder, config, args.table.read_text() if args.table else None,
+                            args.notes.read_text() if args.notes else None)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
