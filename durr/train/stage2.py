@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,15 @@ def _whole_slice_bank(model, sampler, episodes, horizon, generator, progress, wo
     return tuple(gather_chunks(mine, world))
 
 
+def restorer_fingerprint(model: DURR) -> str:
+    """SHA-256 of the restoration unit's weights: which restorer a cached rollout bank belongs to."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.unit.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def rollout_cache_name(cfg: Stage2Config, prefix: str = "rollouts") -> str:
     """File name of a rollout bank cache: crops keep the historical ``rollouts.pt``."""
     return f"{prefix}.pt" if not cfg.whole_slices else f"{prefix}_whole_{cfg.episodes}_{cfg.horizon}.pt"
@@ -101,21 +111,23 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
     """Fit ``model.policy`` in place. Returns a summary with the REINFORCE log.
 
     ``bank_cache``: a file where the rollout bank is kept, so that retraining the policy of the
-    same restorer skips the rollouts (delete it after retraining the restorer).
+    same restorer skips the rollouts; a cache made by other restorer weights is rolled out anew.
     ``world``: this rank under ``torchrun`` (rollouts and episode batches are shared out).
     """
     world = world or World()
     for p in model.unit.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(cfg.reinforce.seed)
-    if bank_cache is not None and Path(bank_cache).exists():
-        state = load_checkpoint(bank_cache)
+    fingerprint = restorer_fingerprint(model)
+    state = load_checkpoint(bank_cache) if bank_cache is not None and Path(bank_cache).exists() else {}
+    if state.get("restorer") == fingerprint:
         features, psnr, levels = state["features"], state["psnr"], state["levels"]
-    else:
+    else:  # no cache, or one rolled out by other restorer weights
         features, psnr, levels = build_rollout_bank(model, sampler, cfg.episodes, cfg.horizon, generator,
                                                     cfg.chunk, progress, world, cfg.whole_slices)
         if bank_cache is not None and world.rank == 0:
-            save_checkpoint(bank_cache, {"features": features, "psnr": psnr, "levels": levels})
+            save_checkpoint(bank_cache, {"features": features, "psnr": psnr, "levels": levels,
+                                         "restorer": fingerprint})
         barrier(world)
     bar = tqdm(total=cfg.reinforce.iterations, disable=not (progress and world.rank == 0),
                desc="stage 2 REINFORCE", unit="it")
