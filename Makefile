@@ -28,9 +28,9 @@ corpus: setup
 	$(VENV)/bin/durr corpus build
 
 train-models: corpus
-	$(VENV)/bin/durr train all --family mr-rician --threads 1 --config models/mr-rician/train.yaml
-	$(VENV)/bin/durr train all --family ct-lowdose --threads 2
-	$(VENV)/bin/durr train all --family gaussian --threads 1
+	$(VENV)/bin/durr train all --family ct-lowdose --threads 2 --config models/ct-lowdose/train.yaml
+	$(VENV)/bin/durr train all --family mr-rician --threads 2 --config models/mr-rician/train.yaml
+	$(VENV)/bin/durr train all --family gaussian --threads 2 --config models/gaussian/train.yaml
 
 benchmark: corpus
 	$(VENV)/bin/durr benchmark --family ct-lowdose --out bench_results/ct-lowdose
