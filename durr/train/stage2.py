@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from durr.control.features import trajectory_features
+from durr.control.features import NUM_FEATURES, trajectory_features
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.restorer import DURR
 from durr.control.reward import working_psnr
@@ -120,9 +120,9 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
     generator = torch.Generator().manual_seed(cfg.reinforce.seed)
     fingerprint = restorer_fingerprint(model)
     state = load_checkpoint(bank_cache) if bank_cache is not None and Path(bank_cache).exists() else {}
-    if state.get("restorer") == fingerprint:
+    if state.get("restorer") == fingerprint and state["features"].shape[-1] == NUM_FEATURES:
         features, psnr, levels = state["features"], state["psnr"], state["levels"]
-    else:  # no cache, or one rolled out by other restorer weights
+    else:  # no cache, or one rolled out by other restorer weights or with other features
         features, psnr, levels = build_rollout_bank(model, sampler, cfg.episodes, cfg.horizon, generator,
                                                     cfg.chunk, progress, world, cfg.whole_slices)
         if bank_cache is not None and world.rank == 0:
