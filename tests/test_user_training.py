@@ -14,7 +14,8 @@ from durr.degrade import get_degradation
 from durr.infer.model_io import load_model, save_model
 from durr.train.stage2 import Stage2Config
 from durr.train.reinforce import ReinforceConfig
-from durr.train.user_training import UserTrainingConfig, evaluation_levels, train_on_user_data
+from durr.train.user_training import (HeldoutShortfallWarning, UserTrainingConfig, evaluation_levels,
+                                      train_on_user_data)
 
 
 def _smooth_volume(rng: np.random.Generator, size: int = 48, depth: int = 3) -> np.ndarray:
@@ -77,10 +78,18 @@ def test_policy_training_on_a_user_folder_writes_a_complete_model(user_folder, t
                                                  reinforce=ReinforceConfig(iterations=40, batch=8)))
     deg = get_degradation("mr-undersample")
     out = tmp_path / "adapted"
-    summary = train_on_user_data(base, deg, data, out, tmp_path / "work", cfg, progress=False,
-                                 command="durr train policy ...")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HeldoutShortfallWarning)
+        summary = train_on_user_data(base, deg, data, out, tmp_path / "work", cfg, progress=False,
+                                     command="durr train policy ...")
     model = load_model(out)
     assert model.config.family == "mr-undersample"
+    # every held-out level where the new policy trails another rule is warned about and carded
+    behind = summary["user_training"]["shortfalls"]
+    assert len([w for w in caught if w.category is HeldoutShortfallWarning]) == len(behind)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert ("**Warning.**" in card) == bool(behind)
+    assert all(f"level {b['level']:g} (" in card for b in behind)
     restored = model.restore(torch.from_numpy(data.heldout.images[0])[None, None])   # loads and runs like a shipped model
     assert restored.output.shape == (1, 1, 48, 48) and torch.isfinite(restored.output).all()
     # the restorer is the base model's, untouched; the policy was retrained
@@ -167,3 +176,15 @@ def test_cli_trains_on_a_user_callable_with_a_config(user_folder, tmp_path, tiny
     assert summary["degradation"] == "user_degradations:speckle" and summary["seen"] == [0.05, 0.2]
     assert {r["level"] for r in summary["heldout"]} == {0.05, 0.125, 0.2, 0.3}
     assert "durr train policy --base" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_shortfalls_name_the_worst_rule_beating_the_new_policy_per_level():
+    from durr.train.heldout import shortfalls
+
+    rows = [{"level": lv, "method": m, "psnr": p, "steps": 1.0, "n": 1} for lv, m, p in [
+        (2.0, "base model's policy", 30.0), (2.0, "new policy", 30.05), (2.0, "best fixed steps (5)", 30.1),
+        (2.0, "oracle stop", 35.0), (2.0, "degraded input", 31.0),
+        (6.0, "base model's policy", 22.5), (6.0, "new policy", 22.0), (6.0, "best fixed steps (5)", 22.3),
+        (6.0, "oracle stop", 23.0)]]
+    assert shortfalls(rows) == [{"level": 6.0, "method": "base model's policy", "deficit_db": 0.5}]
+    assert shortfalls(rows, tolerance_db=0.6) == []

@@ -89,6 +89,23 @@ def evaluate_heldout(contenders: list[Contender], images: list[np.ndarray], spac
     return rows
 
 
+def shortfalls(rows: list[dict], candidate: str = "new policy", tolerance_db: float = 0.1) -> list[dict]:
+    """Levels where ``candidate`` scores more than ``tolerance_db`` below another learned rule.
+
+    rows : ``evaluate_heldout`` rows. Compared with every method except the oracle and the
+    degraded input. Returns [{"level", "method", "deficit_db"}], the worst method per level.
+    """
+    mine = {r["level"]: r["psnr"] for r in rows if r["method"] == candidate}
+    worst: dict[float, dict] = {}
+    for r in rows:
+        if r["method"] in (candidate, "oracle stop", "degraded input") or r["level"] not in mine:
+            continue
+        deficit = r["psnr"] - mine[r["level"]]
+        if deficit > tolerance_db and deficit > worst.get(r["level"], {}).get("deficit_db", 0.0):
+            worst[r["level"]] = {"level": r["level"], "method": r["method"], "deficit_db": deficit}
+    return [worst[lv] for lv in sorted(worst)]
+
+
 def table_markdown(rows: list[dict], seen: tuple[float, float], level_order: list[float]) -> str:
     """Rows of ``evaluate_heldout`` as a markdown table: methods down, levels across (PSNR dB / mean steps)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))

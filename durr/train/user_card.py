@@ -67,6 +67,11 @@ def write_user_card(folder: Path, summary: dict, heldout_table: str) -> Path:
         "",
         heldout_table.strip(),
     ]
+    if u.get("shortfalls"):
+        lines += ["", "**Warning.** On the held-out scans the new policy scores below another rule at "
+                  + "; ".join(f"level {b['level']:g} ({b['deficit_db']:.2f} dB below {b['method']})"
+                              for b in u["shortfalls"])
+                  + ". At those levels the base model, or a fixed step count (`--steps`), may serve better."]
     path = Path(folder) / "MODEL_CARD.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,14 @@ from durr.data.user_folder import UserData
 from durr.infer.model_io import load_baseline, load_model, read_config, resolve_model_dir, save_model
 from durr.train.bank import build_bank
 from durr.train.distributed import World, rank_zero_first
-from durr.train.heldout import Contender, evaluate_heldout, table_markdown
+from durr.train.heldout import Contender, evaluate_heldout, shortfalls, table_markdown
 from durr.train.pipeline import best_fixed_steps, sampler_from_bank
 from durr.train.stage1 import Stage1Config, train_stage1
 from durr.train.stage2 import Stage2Config, rollout_cache_name, train_stage2
+
+
+class HeldoutShortfallWarning(UserWarning):
+    """The retrained policy scores below another rule (e.g. the base model's) on the held-out scans."""
 
 
 @dataclass
@@ -109,6 +114,10 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
     rows = evaluate_heldout(contenders, data.heldout.images, data.heldout.spacings, degradation, levels,
                             cfg.seed, progress)
     t3 = time.perf_counter()
+    behind = shortfalls(rows)
+    for b in behind:
+        warnings.warn(f"on the held-out scans the new policy scores {b['deficit_db']:.2f} dB below "
+                      f"'{b['method']}' at level {b['level']:g}", HeldoutShortfallWarning, stacklevel=2)
     summary = {
         "family": degradation.name,
         "fixed_steps": fixed_steps,
@@ -122,6 +131,7 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
                         "stage2": t2 - t1, "training_total": t2 - t0, "heldout_evaluation": t3 - t2},
             "stage2_final": result["history"][-1], "feature_selection": result["feature_selection"],
             "policy_features": list(model.config.policy.features), "heldout": rows,
+            "shortfalls": behind,
         },
     }
     save_model(out_dir, model, load_baseline(base_dir), extra_config=summary)
