@@ -111,3 +111,18 @@ def test_killed_and_resumed_training_equals_uninterrupted(tmp_path, kind):
         assert torch.equal(a, b), name
     log = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == [str(i) for i in range(1, 7)]
+
+
+def test_mr_restoration_is_non_negative_and_ct_is_not_clamped(tiny_durr):
+    gen = torch.Generator().manual_seed(0)
+    mr = tiny_durr("MR", "mr-rician", max_steps=4)
+    with torch.no_grad():   # push the unit's output negative so that clamping has work to do
+        next(p for n, p in mr.unit.named_parameters() if n.endswith("bias")).fill_(-1.0)
+    image = torch.rand(2, 1, 32, 32, generator=gen) * 100
+    image[..., :8, :] = 0.0
+    out = mr.restore(image, mode="fixed", steps=3, record=True)
+    assert out.output.min() >= 0 and all(t.min() >= 0 for t in out.trajectory)
+    assert (out.output == 0).any()   # something was clamped
+    ct = tiny_durr("CT", "ct-lowdose", max_steps=4)
+    hu = torch.full((1, 1, 32, 32), -1000.0)
+    assert ct.restore(hu, mode="fixed", steps=2).output.max() < 0

@@ -305,7 +305,8 @@ class FixedCNN(Learned):
     def restore(self, inp):
         y = self._tensor(inp)
         scale = robust_scale(y, inp.modality)
-        return MethodOutput(self._numpy(from_model(self.bundle.baseline(to_model(y, scale)), scale)))
+        restored = self.bundle.baseline(to_model(y, scale))
+        return MethodOutput(self._numpy(from_model(restored, scale, inp.modality)))
 
 
 class DURRPolicy(Learned):
@@ -366,7 +367,7 @@ class DURROracle(Learned):
         target = metric_space(ref, window)
 
         def score(x_work: torch.Tensor) -> torch.Tensor:  # (B, 1, H, W) working domain -> (B,)
-            diff = metric_space(from_model(x_work, scale), window) - target
+            diff = metric_space(from_model(x_work, scale, inp.modality), window) - target
             return -diff.double().pow(2).flatten(1).mean(dim=1)
 
         out = self.bundle.model.restore(y, mode="oracle", score=score)

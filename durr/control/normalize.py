@@ -1,7 +1,8 @@
 """Map images between physical units and the model's working domain, per modality.
 
 CT: HU / 1000 (air -1, water 0). MR: divided by the 99.5th percentile of the *degraded*
-slice (the clean image is never available at inference). Other: as is ([0, 1]).
+slice (the clean image is never available at inference), and non-negative on the way back.
+Other: as is ([0, 1]).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def to_model(image: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return image / scale
 
 
-def from_model(image: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Working domain -> physical units, both (B, 1, H, W)."""
-    return image * scale
+def from_model(image: torch.Tensor, scale: torch.Tensor, modality: str | None = None) -> torch.Tensor:
+    """Working domain -> physical units, both (B, 1, H, W).
+
+    With ``modality="MR"`` negative values are set to 0: a magnitude image has none, and a
+    restorer that removes the Rician bias of the background overshoots below 0 there.
+    """
+    image = image * scale
+    return image.clamp_min(0.0) if modality == "MR" else image

@@ -154,7 +154,8 @@ class DURR(nn.Module):
         """Restore images in physical units (B, 1, H, W); the result is in physical units."""
         scale = robust_scale(degraded, self.config.modality)
         out = self.rollout(to_model(degraded, scale), mode=mode, **kwargs)
-        out.output = from_model(out.output, scale)
+        modality = self.config.modality
+        out.output = from_model(out.output, scale, modality)
         if out.trajectory is not None:
-            out.trajectory = [from_model(t, scale) for t in out.trajectory]
+            out.trajectory = [from_model(t, scale, modality) for t in out.trajectory]
         return out

@@ -48,7 +48,7 @@ def _trajectory(model: DURR, degraded: np.ndarray):
     y = to_model(y_phys, scale).contiguous(memory_format=torch.channels_last)
     xs = model.to(memory_format=torch.channels_last).unroll(y, model.config.max_steps)
     feats = trajectory_features(xs, y)[0]
-    return from_model(torch.cat(xs), scale)[:, 0], feats
+    return from_model(torch.cat(xs), scale, model.config.modality)[:, 0], feats
 
 
 def _policy_stop(model: DURR, feats: torch.Tensor) -> int:
