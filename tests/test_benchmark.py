@@ -291,3 +291,21 @@ def test_reruns_reproduce_the_numbers():
             for _ in range(2)]
     a, b = ([(r["method"], r["level"], r["psnr"], r["steps"]) for r in run.records] for run in runs)
     assert len(a) == 4 * 2 * 2 and a == b
+
+
+def test_new_families_are_benchmarked_like_the_shipped_ones(tmp_path):
+    """``durr benchmark --family mr-undersample``: default seen levels, unseen columns, no model needed."""
+    from durr.cli import main
+
+    write_corpus(tmp_path / "corpus", "mr", {"dev": [smooth_image(i) * 300 for i in (0, 1)],
+                                              "train": [smooth_image(i) * 300 for i in (20, 21)]})
+    rc = main(["benchmark", "--family", "mr-undersample", "--corpus", str(tmp_path / "corpus"),
+               "--model", str(tmp_path / "no-model"), "--methods", "degraded,tv,durr-policy",
+               "--tuning-images", "1", "--out", str(tmp_path / "out"), "--threads", "1", "--quiet"])
+    assert rc == 0
+    table = (tmp_path / "out" / "table.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    assert "| 2 (seen) | 3 (seen) | 4 (seen) | 6 (**unseen**) | 8 (**unseen**) |" in header
+    assert "not available" in table          # no model for this family: the learned rows say so
+    tv = next(line for line in table.splitlines() if line.startswith("| TV Chambolle"))
+    assert "—" not in tv.split("|")[2]

@@ -46,10 +46,11 @@ __all__ = ["BenchImage", "BenchmarkResult", "DEFAULT_SEEN_LEVELS", "DEFAULT_MAX_
 
 # Seen levels tested by default: both ends and the middle of the seen range (PROTOCOL.md 3).
 # The middle one is where classical parameters are tuned.
-DEFAULT_SEEN_LEVELS = {"gaussian": (5.0, 20.0, 35.0), "mr-rician": (1.0, 3.0, 5.0), "ct-lowdose": (0.5, 0.25, 0.1)}
-TUNE_LEVEL = {"gaussian": 20.0, "mr-rician": 3.0, "ct-lowdose": 0.25}
+DEFAULT_SEEN_LEVELS = {"gaussian": (5.0, 20.0, 35.0), "mr-rician": (1.0, 3.0, 5.0), "ct-lowdose": (0.5, 0.25, 0.1),
+                       "ct-sparseview": (360.0, 180.0, 120.0), "mr-undersample": (2.0, 3.0, 4.0)}
+TUNE_LEVEL = {"gaussian": 20.0, "mr-rician": 3.0, "ct-lowdose": 0.25, "ct-sparseview": 180.0, "mr-undersample": 3.0}
 # Test images by default, sized so that one family runs in <= 15 min on 2 CPU cores (docs/benchmark.md).
-DEFAULT_MAX_IMAGES = {"gaussian": 3, "mr-rician": 8, "ct-lowdose": 3}
+DEFAULT_MAX_IMAGES = {"gaussian": 3, "mr-rician": 8, "ct-lowdose": 3, "ct-sparseview": 3, "mr-undersample": 8}
 TUNING_IMAGES = 3
 TUNING_CROP = 192
 # Panels of the example figure, besides the degraded input and the reference.

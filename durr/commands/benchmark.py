@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-FAMILIES = ("ct-lowdose", "mr-rician", "gaussian")
+from durr.data.sources import GROUP_OF_FAMILY
+
+FAMILIES = tuple(GROUP_OF_FAMILY)   # every family with a corpus group: shipped and new (ct-sparseview, ...)
 
 HELP = "every method side by side on seen and unseen levels"
 
@@ -21,10 +23,11 @@ def add_arguments(parser) -> None:
                         help="methods, comma- or space-separated (default: all): degraded, nlm, tv, tv-adaptive, wavelet, bm3d, "
                              "fixed-cnn, durr-fixed, durr-policy, durr-oracle")
     parser.add_argument("--max-images", type=int, default=None,
-                        help="test images, spread over the split's sources (default: 3 gaussian, 8 mr-rician, "
-                             "3 ct-lowdose; 0 = all)")
+                        help="test images, spread over the split's sources (default: 3 for CT and gaussian, "
+                             "8 for MR; 0 = all)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: bench_results/<family>)")
-    parser.add_argument("--model", default=None, help="model folder or name (default: models/<family>)")
+    parser.add_argument("--model", default=None, help="model folder or name (default: models/<family>; for "
+                        "ct-sparseview or mr-undersample, the folder `durr train policy` wrote)")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus folder (default: datasets/corpus)")
     parser.add_argument("--tuning-images", type=int, default=None,
                         help="train-split images for tuning at a seen level (default: 3)")
