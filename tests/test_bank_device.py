@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from durr.degrade import get_degradation
-from durr.degrade.base import Degraded
 from durr.train.bank import build_bank
 
 
@@ -34,17 +33,3 @@ def test_bank_falls_back_to_cpu_with_a_warning_and_the_same_draws(tmp_path):
         assert a.device.type == "cpu" and torch.equal(a, b)
     cached = build_bank(images, spacings, _CPUOnly(), 2, seed=3, cache=tmp_path / "bank.pt", progress=False)
     assert all(torch.equal(a, b) for a, b in zip(cached[0], fallback[0]))
-
-
-def test_bank_degrades_on_the_device_it_is_given():
-    seen = []
-
-    class _Recorder(type(get_degradation("gaussian"))):
-        def degrade(self, clean, levels, generator, spacing_mm):
-            seen.append(clean.device.type)
-            return Degraded(clean + 0.1, clean)
-
-    images, spacings = _images()
-    degraded, reference, levels = build_bank(images, spacings, _Recorder(), 2, seed=0, progress=False, device="cpu")
-    assert seen == ["cpu"] * 3 and len(degraded) == 6 and levels.shape == (6,)
-    assert torch.allclose(degraded[0], reference[0] + 0.1)

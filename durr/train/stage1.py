@@ -128,7 +128,8 @@ def train_stage1(model: torch.nn.Module, sampler: PairSampler, cfg: Stage1Config
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         start, elapsed = int(state["iteration"]), float(state["elapsed"])
-        trained_on = state.get("device", trained_on) if start >= cfg.iterations else trained_on
+        if start >= cfg.iterations:  # nothing left to train here: the card names where it was trained
+            trained_on = state.get("device", trained_on)
     log = None if not main else CSVLog(out_dir / "log.csv", ["iteration", "loss", "identity_loss", "psnr", "mean_steps", "lr",
                                       "seconds"], resume_from=start)
 
