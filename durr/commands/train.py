@@ -112,7 +112,7 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     """Stage 2 on an existing model folder: the restorer stays frozen, the policy is retrained."""
     from durr.infer.model_io import load_baseline, load_model, read_config, resolve_model_dir, save_model
     from durr.train.distributed import rank_zero_first
-    from durr.train.pipeline import best_fixed_steps, make_sampler
+    from durr.train.pipeline import best_fixed_steps, policy_sampler
     from durr.train.stage2 import rollout_cache_name, train_stage2
 
     model_dir = args.model or args.base
@@ -121,8 +121,7 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     folder = resolve_model_dir(model_dir)
     model, baseline = load_model(folder), load_baseline(folder)
     extra = {k: v for k, v in read_config(folder).items() if k not in ("durr", "fixed_cnn")}
-    sampler = rank_zero_first(world, lambda: make_sampler(cfg, cfg.stage2.patch, args.corpus, work,
-                                                          progress=world.rank == 0))
+    sampler = rank_zero_first(world, lambda: policy_sampler(cfg, args.corpus, work, progress=world.rank == 0))
     t0 = time.perf_counter()
     result = train_stage2(model, sampler, cfg.stage2, bank_cache=work / rollout_cache_name(cfg.stage2), world=world)
     if world.rank != 0:

@@ -66,6 +66,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         "- Stage 2 (REINFORCE, restorer frozen): "
         + (f"rollouts of whole bank slices (at most {s2['episodes']})" if s2.get("whole_slices")
            else f"{s2['episodes']} rollouts of {s2['patch']}x{s2['patch']}")
+        + (" of scans only (the textures and photographs of the training split left out)"
+           if s2.get("scans_only") else "")
         + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}.",
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "

@@ -19,7 +19,7 @@ from durr.control.baseline import FixedCNNConfig, FixedDepthCNN
 from durr.control.restorer import DURR, DURRConfig
 from durr.data.corpus import DEFAULT_CORPUS, load_split
 from durr.data.sampling import PairSampler
-from durr.data.sources import GROUP_OF_FAMILY
+from durr.data.sources import GROUP_OF_FAMILY, is_scan
 from durr.infer.model_io import save_model
 from durr.train.checkpoint import load_checkpoint
 from durr.train.bank import build_bank
@@ -110,6 +110,30 @@ def sampler_from_bank(bank, patch: int) -> PairSampler:
     return PairSampler([], deg, deg.modality, patch=patch, bank=kept)
 
 
+def keep_scans(bank, source_ids: list[str], per_slice: int):
+    """The bank without the realisations of stand-in natural images (``durr.data.sources.is_scan``).
+
+    ``bank`` is ``load_bank``'s (degradation, (degraded, reference, levels)), ``per_slice``
+    realisations of each slice in ``source_ids`` order.
+    """
+    deg, (degraded, reference, levels) = bank
+    if len(degraded) != len(source_ids) * per_slice:
+        raise ValueError(f"the degradation bank holds {len(degraded)} slices, not {len(source_ids)} x {per_slice}: "
+                         "it was built from another corpus; delete it from the work folder")
+    keep = [k * per_slice + r for k, sid in enumerate(source_ids) if is_scan(sid) for r in range(per_slice)]
+    return deg, ([degraded[i] for i in keep], [reference[i] for i in keep], levels[keep])
+
+
+def policy_sampler(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
+                   progress: bool = True, bank=None) -> PairSampler:
+    """Stage 2's pairs: the bank's slices, those of scans only when ``cfg.stage2.scans_only``."""
+    bank = bank or load_bank(cfg, corpus, work_dir, progress)
+    if cfg.stage2.scans_only:
+        source_ids = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus).source_ids
+        bank = keep_scans(bank, source_ids, cfg.bank_per_slice)
+    return sampler_from_bank(bank, cfg.stage2.patch)
+
+
 def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
                  progress: bool = True, bank=None, device: torch.device | str = "cpu") -> PairSampler:
     """Training pairs from the corpus's train split; ``bank`` reuses a ``load_bank`` result."""
@@ -141,8 +165,7 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
     model, baseline = model.cpu(), baseline.cpu()
 
     t2 = time.perf_counter()
-    policy_sampler = make_sampler(cfg, cfg.stage2.patch, bank=bank)
-    s2 = train_stage2(model, policy_sampler, cfg.stage2, progress=progress,
+    s2 = train_stage2(model, policy_sampler(cfg, corpus, bank=bank), cfg.stage2, progress=progress,
                       bank_cache=work_dir / rollout_cache_name(cfg.stage2))
     stage2_seconds = time.perf_counter() - t2
     bank_psnr = s2.pop("bank_psnr")

@@ -33,6 +33,10 @@ class Stage2Config:
     # Pick the policy's features by a rehearsal of extrapolation on the seen levels
     # (``durr.train.feature_selection``) instead of keeping the model's.
     select_features: bool = False
+    # Roll out the slices of scans only, leaving out the natural images a medical group borrows
+    # for stage 1 (``durr.data.sources.STAND_IN_NOTES``): on textures the noise estimate the
+    # policy's features divide by is inflated, so their stopping statistics contradict the scans'.
+    scans_only: bool = False
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
 
@@ -103,7 +107,8 @@ def restorer_fingerprint(model: DURR) -> str:
 
 def rollout_cache_name(cfg: Stage2Config, prefix: str = "rollouts") -> str:
     """File name of a rollout bank cache: crops keep the historical ``rollouts.pt``."""
-    return f"{prefix}.pt" if not cfg.whole_slices else f"{prefix}_whole_{cfg.episodes}_{cfg.horizon}.pt"
+    name = prefix if not cfg.whole_slices else f"{prefix}_whole_{cfg.episodes}_{cfg.horizon}"
+    return f"{name}_scans.pt" if cfg.scans_only else f"{name}.pt"
 
 
 def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress: bool = True,
