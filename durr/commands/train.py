@@ -113,7 +113,7 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     from durr.infer.model_io import load_baseline, load_model, read_config, resolve_model_dir, save_model
     from durr.train.distributed import rank_zero_first
     from durr.train.pipeline import best_fixed_steps, policy_sampler
-    from durr.train.stage2 import rollout_cache_name, train_stage2
+    from durr.train.stage2 import fresh_policy, rollout_cache_name, train_stage2
 
     model_dir = args.model or args.base
     if model_dir is None:
@@ -123,6 +123,7 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     extra = {k: v for k, v in read_config(folder).items() if k not in ("durr", "fixed_cnn")}
     sampler = rank_zero_first(world, lambda: policy_sampler(cfg, args.corpus, work, progress=world.rank == 0))
     t0 = time.perf_counter()
+    fresh_policy(model, cfg.stage2.reinforce.seed)  # the same start as ``durr train all``'s stage 2
     result = train_stage2(model, sampler, cfg.stage2, bank_cache=work / rollout_cache_name(cfg.stage2), world=world)
     if world.rank != 0:
         return 0

@@ -24,7 +24,7 @@ from durr.infer.model_io import save_model
 from durr.train.checkpoint import load_checkpoint
 from durr.train.bank import build_bank
 from durr.train.stage1 import Stage1Config, load_restorer_state, train_stage1
-from durr.train.stage2 import Stage2Config, rollout_cache_name, train_stage2
+from durr.train.stage2 import Stage2Config, fresh_policy, rollout_cache_name, train_stage2
 
 
 def apply_overrides(cfg, overrides: dict | None) -> None:
@@ -165,6 +165,7 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
     model, baseline = model.cpu(), baseline.cpu()
 
     t2 = time.perf_counter()
+    fresh_policy(model, cfg.stage2.reinforce.seed)
     s2 = train_stage2(model, policy_sampler(cfg, corpus, bank=bank), cfg.stage2, progress=progress,
                       bank_cache=work_dir / rollout_cache_name(cfg.stage2))
     stage2_seconds = time.perf_counter() - t2

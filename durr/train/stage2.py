@@ -96,6 +96,13 @@ def _whole_slice_bank(model, sampler, episodes, horizon, generator, progress, wo
     return tuple(gather_chunks(mine, world))
 
 
+def fresh_policy(model: DURR, seed: int) -> None:
+    """Give ``model`` a newly initialised policy drawn from ``seed``, so that a corpus stage 2
+    depends on its seed and rollouts, not on the policy a model folder held before."""
+    torch.manual_seed(seed)
+    model.policy = StopPolicy(model.config.policy)
+
+
 def restorer_fingerprint(model: DURR) -> str:
     """SHA-256 of the restoration unit's weights: which restorer a cached rollout bank belongs to."""
     digest = hashlib.sha256()
