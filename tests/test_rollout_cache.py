@@ -6,7 +6,7 @@ import durr.train.stage2 as stage2
 from durr.degrade import get_degradation
 from durr.train.pipeline import sampler_from_bank
 from durr.train.reinforce import ReinforceConfig
-from durr.train.stage2 import Stage2Config, restorer_fingerprint, train_stage2
+from durr.train.stage2 import Stage2Config, fresh_policy, restorer_fingerprint, train_stage2
 
 
 def _sampler():
@@ -35,3 +35,20 @@ def test_rollout_cache_is_reused_for_the_same_restorer_only(tmp_path, tiny_durr,
     train_stage2(model, _sampler(), cfg, progress=False, bank_cache=cache)
     assert len(calls) == 2
     assert torch.load(cache, weights_only=True)["restorer"] == restorer_fingerprint(model)
+
+
+def test_stage2_from_fresh_policy_does_not_depend_on_the_policy_the_model_held(tiny_durr, one_thread):
+    cfg = Stage2Config(episodes=8, patch=32, horizon=4, chunk=4, reinforce=ReinforceConfig(iterations=20, batch=4))
+    trained = []
+    for start in (0, 1):
+        model = tiny_durr("OT", "gaussian", max_steps=4)
+        with torch.no_grad():  # two different policies in the folder before stage 2
+            for p in model.policy.parameters():
+                p.normal_(generator=torch.Generator().manual_seed(start))
+        fresh_policy(model, cfg.reinforce.seed)
+        train_stage2(model, _sampler(), cfg, progress=False)
+        trained.append(model.policy.state_dict())
+    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
+    untrained = tiny_durr("OT", "gaussian", max_steps=4)
+    fresh_policy(untrained, cfg.reinforce.seed)
+    assert not all(torch.equal(trained[0][k], untrained.policy.state_dict()[k]) for k in trained[0])
