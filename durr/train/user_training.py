@@ -28,7 +28,7 @@ from durr.train.distributed import World, rank_zero_first
 from durr.train.heldout import Contender, evaluate_heldout, shortfalls, table_markdown
 from durr.train.pipeline import best_fixed_steps, sampler_from_bank
 from durr.train.stage1 import Stage1Config, train_stage1
-from durr.train.stage2 import Stage2Config, rollout_cache_name, train_stage2
+from durr.train.stage2 import Stage2Config, restorer_fingerprint, rollout_cache_name, train_stage2
 
 
 class HeldoutShortfallWarning(UserWarning):
@@ -64,6 +64,19 @@ def _bank(data: UserData, degradation, cfg: UserTrainingConfig, work_dir: Path, 
         progress and world.rank == 0))
 
 
+def _check_resumable_base(stage1_dir: Path, fingerprint: str, base_dir: Path) -> None:
+    """Stage 1 resumes from ``stage1_dir``'s checkpoint: refuse one fine-tuned from another base restorer.
+
+    The base restorer's SHA-256 is recorded in ``stage1_dir/base_restorer.txt`` at the first start.
+    """
+    record = stage1_dir / "base_restorer.txt"
+    if (stage1_dir / "checkpoint.pt").exists() and (not record.exists() or record.read_text().strip() != fingerprint):
+        raise ValueError(f"{stage1_dir} holds a stage-1 checkpoint fine-tuned from another base restorer than "
+                         f"{base_dir}'s (or of unknown origin); use another --work-dir or delete that folder")
+    stage1_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(fingerprint + "\n")
+
+
 def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: str | Path, work_dir: str | Path,
                        cfg: UserTrainingConfig, device: torch.device = torch.device("cpu"),
                        world: World | None = None, progress: bool = True, command: str = "") -> dict | None:
@@ -94,6 +107,7 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
     stage1 = None
     if cfg.what == "restorer":
         cfg.stage1.seed = cfg.seed
+        _check_resumable_base(work_dir / "restorer", restorer_fingerprint(base_model), base_dir)
         stage1 = train_stage1(model, sampler_from_bank(bank, cfg.stage1.patch), cfg.stage1, work_dir / "restorer",
                               device, progress=progress, world=world)
         model = model.cpu()
