@@ -1,0 +1,94 @@
+"""How much the stopping policy depends on its REINFORCE seed, at seen and unseen levels.
+
+On seen-level rollouts many stopping rules are almost equally good, so policies trained from
+different seeds on the same rollouts can part at the unseen levels. This command trains one
+policy per seed on a model's cached stage-2 rollouts (the file ``durr train`` left in its work
+folder) and scores each, and the mean of their stop probabilities, on the benchmark's test
+images at every level (PSNR dB / mean steps, same images, noise seeds and metric as
+``durr benchmark``)::
+
+    python -m durr.bench.policy_seeds --family mr-rician --model models/mr-rician \\
+        --rollouts runs/mr-rician/rollouts_whole_384_24_scans.pt --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from durr.bench import benchmark as bench
+from durr.control.policy import StopPolicy
+from durr.data.corpus import DEFAULT_CORPUS, load_split
+from durr.data.sources import GROUP_OF_FAMILY
+from durr.degrade import get_degradation
+from durr.infer.model_io import load_model
+from durr.train.checkpoint import load_checkpoint
+from durr.train.heldout import _psnr_per_step, _trajectory
+from durr.train.reinforce import ReinforceConfig, greedy_stops, train_policy
+from durr.train.stage2 import restorer_fingerprint
+
+
+def scored_trajectories(model, family: str, split: str, max_images: int | None, levels, corpus: Path):
+    """Per (image, level): features (N, T+1, F), protocol PSNR (N, T+1) and levels (N,)."""
+    degradation = get_degradation(family)
+    images = bench.select_images(bench.images_from_slices(load_split(GROUP_OF_FAMILY[family], split, corpus)),
+                                 max_images)
+    feats, psnr, lv = [], [], []
+    for level in bench.parse_levels(levels, family, degradation):
+        for im in images:
+            noisy, ref = bench.degrade_image(degradation, im, level, bench.level_seed(family, split, im, level))
+            traj, f = _trajectory(model, noisy)
+            feats.append(f)
+            psnr.append(torch.from_numpy(_psnr_per_step(traj, ref, degradation.modality)))
+            lv.append(level)
+    return torch.stack(feats), torch.stack(psnr), np.array(lv)
+
+
+def _row(name: str, stops: torch.Tensor, psnr: torch.Tensor, levels: np.ndarray) -> str:
+    got = psnr.gather(1, stops[:, None])[:, 0]
+    cells = [f"{float(got[m].mean()):.2f} / {float(stops[m].float().mean()):.1f}"
+             for m in (torch.from_numpy(levels == v) for v in dict.fromkeys(levels))]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", required=True)
+    parser.add_argument("--model", required=True, type=Path, help="model folder whose restorer made the rollouts")
+    parser.add_argument("--rollouts", required=True, type=Path, help="stage-2 rollout cache of that restorer")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=ReinforceConfig.iterations, help="REINFORCE iterations")
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--levels", default="seen,unseen")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model).eval()
+    bank = load_checkpoint(args.rollouts)
+    if bank.get("restorer") != restorer_fingerprint(model):
+        parser.error(f"{args.rollouts} was rolled out by another restorer than {args.model}'s")
+    max_images = bench.DEFAULT_MAX_IMAGES.get(args.family) if args.max_images is None else args.max_images
+    feats, psnr, levels = scored_trajectories(model, args.family, args.split, max_images, args.levels, args.corpus)
+    print("| policy | " + " | ".join(f"{v:g}" for v in dict.fromkeys(levels)) + " |")
+    print("|---|" + "---|" * len(dict.fromkeys(levels)))
+    probs = []
+    for seed in range(args.seeds):
+        torch.manual_seed(seed)
+        policy = StopPolicy(model.config.policy)
+        train_policy(policy, bank["features"].float(), bank["psnr"], ReinforceConfig(iterations=args.iterations, seed=seed))
+        with torch.no_grad():
+            probs.append(policy.stop_probability(feats.float()))
+        print(_row(f"seed {seed}", greedy_stops(probs[-1]), psnr, levels), flush=True)
+    print(_row("mean of the seeds' stop probabilities", greedy_stops(torch.stack(probs).mean(0)), psnr, levels))
+    print(_row("oracle", psnr.argmax(1), psnr, levels))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
