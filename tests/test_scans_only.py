@@ -3,17 +3,17 @@
 import pytest
 import torch
 
-from durr.data.sources import SOURCES, STAND_IN_NOTES, is_scan
+from durr.data.sources import SOURCES, STAND_IN_NOTES, is_stand_in
 from durr.degrade import get_degradation
 from durr.train.pipeline import keep_scans
 from durr.train.stage2 import Stage2Config, rollout_cache_name
 
 
 def test_stand_ins_are_the_textures_and_photographs_of_the_medical_groups():
-    stand_ins = {s.source_id for s in SOURCES if not is_scan(s.source_id)}
+    stand_ins = {s.source_id for s in SOURCES if is_stand_in(s.source_id)}
     assert {"texture-grass", "photo-camera"} <= stand_ins
     assert all(s.note in STAND_IN_NOTES for s in SOURCES if s.source_id in stand_ins)
-    assert is_scan("mni152") and is_scan("ct-phantoms-train") and is_scan("a-user-volume")
+    assert not any(is_stand_in(sid) for sid in ("mni152", "ct-phantoms-train", "skimage-grass", "a-user-volume"))
 
 
 def test_keep_scans_drops_every_realisation_of_a_stand_in_and_keeps_the_order():

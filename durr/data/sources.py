@@ -90,6 +90,6 @@ GROUP_OF_FAMILY = {"ct-lowdose": "ct", "ct-sparseview": "ct", "mr-rician": "mr",
                    "gaussian": "natural"}
 
 
-def is_scan(source_id: str) -> bool:
-    """False for the natural images that stand in for scans in a medical group (``STAND_IN_NOTES``)."""
-    return not any(src.source_id == source_id and src.note in STAND_IN_NOTES for src in SOURCES)
+def is_stand_in(source_id: str) -> bool:
+    """True for a natural image that stands in for scans in a medical group (``STAND_IN_NOTES``)."""
+    return any(src.source_id == source_id and src.note in STAND_IN_NOTES for src in SOURCES)

@@ -19,7 +19,7 @@ from durr.control.baseline import FixedCNNConfig, FixedDepthCNN
 from durr.control.restorer import DURR, DURRConfig
 from durr.data.corpus import DEFAULT_CORPUS, load_split
 from durr.data.sampling import PairSampler
-from durr.data.sources import GROUP_OF_FAMILY, is_scan
+from durr.data.sources import GROUP_OF_FAMILY, is_stand_in
 from durr.infer.model_io import save_model
 from durr.train.checkpoint import load_checkpoint
 from durr.train.bank import build_bank
@@ -111,7 +111,7 @@ def sampler_from_bank(bank, patch: int) -> PairSampler:
 
 
 def keep_scans(bank, source_ids: list[str], per_slice: int):
-    """The bank without the realisations of stand-in natural images (``durr.data.sources.is_scan``).
+    """The bank without the realisations of stand-in natural images (``durr.data.sources.is_stand_in``).
 
     ``bank`` is ``load_bank``'s (degradation, (degraded, reference, levels)), ``per_slice``
     realisations of each slice in ``source_ids`` order.
@@ -120,7 +120,7 @@ def keep_scans(bank, source_ids: list[str], per_slice: int):
     if len(degraded) != len(source_ids) * per_slice:
         raise ValueError(f"the degradation bank holds {len(degraded)} slices, not {len(source_ids)} x {per_slice}: "
                          "it was built from another corpus; delete it from the work folder")
-    keep = [k * per_slice + r for k, sid in enumerate(source_ids) if is_scan(sid) for r in range(per_slice)]
+    keep = [k * per_slice + r for k, sid in enumerate(source_ids) if not is_stand_in(sid) for r in range(per_slice)]
     return deg, ([degraded[i] for i in keep], [reference[i] for i in keep], levels[keep])
 
 
