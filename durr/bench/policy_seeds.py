@@ -26,7 +26,7 @@ from durr.data.sources import GROUP_OF_FAMILY
 from durr.degrade import get_degradation
 from durr.infer.model_io import load_model
 from durr.train.checkpoint import load_checkpoint
-from durr.train.heldout import _psnr_per_step, _trajectory
+from durr.train.heldout import psnr_per_step, scan_trajectory
 from durr.train.reinforce import ReinforceConfig, greedy_stops, train_policy
 from durr.train.stage2 import restorer_fingerprint
 
@@ -40,9 +40,9 @@ def scored_trajectories(model, family: str, split: str, max_images: int | None, 
     for level in bench.parse_levels(levels, family, degradation):
         for im in images:
             noisy, ref = bench.degrade_image(degradation, im, level, bench.level_seed(family, split, im, level))
-            traj, f = _trajectory(model, noisy)
+            traj, f = scan_trajectory(model, noisy)
             feats.append(f)
-            psnr.append(torch.from_numpy(_psnr_per_step(traj, ref, degradation.modality)))
+            psnr.append(torch.from_numpy(psnr_per_step(traj, ref, degradation.modality)))
             lv.append(level)
     return torch.stack(feats), torch.stack(psnr), np.array(lv)
 

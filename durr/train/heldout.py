@@ -31,7 +31,7 @@ class Contender:
     steps: int = 0
 
 
-def _psnr_per_step(trajectory: torch.Tensor, reference: np.ndarray, modality: str) -> np.ndarray:
+def psnr_per_step(trajectory: torch.Tensor, reference: np.ndarray, modality: str) -> np.ndarray:
     """trajectory (T+1, H, W) physical units, reference (H, W) -> protocol PSNR per step (T+1,)."""
     lo, hi = metric_window(modality, reference)
     ref = (torch.from_numpy(reference).double().clamp(lo, hi) - lo) / (hi - lo)
@@ -41,7 +41,7 @@ def _psnr_per_step(trajectory: torch.Tensor, reference: np.ndarray, modality: st
 
 
 @torch.no_grad()
-def _trajectory(model: DURR, degraded: np.ndarray):
+def scan_trajectory(model: DURR, degraded: np.ndarray):
     """Physical-unit estimates (T+1, H, W) up to the cap, and each policy-visible state's features (T+1, F)."""
     y_phys = torch.from_numpy(degraded)[None, None]
     scale = robust_scale(y_phys, model.config.modality)
@@ -74,10 +74,10 @@ def evaluate_heldout(contenders: list[Contender], images: list[np.ndarray], spac
         clean = torch.from_numpy(images[i])[None, None]
         out = degradation(clean, float(level), generator=generator, spacing_mm=spacings[i])
         degraded, reference = out.noisy[0, 0].numpy(), out.reference[0, 0].numpy()
-        runs = {key: _trajectory(m, degraded) for key, m in restorers.items()}
+        runs = {key: scan_trajectory(m, degraded) for key, m in restorers.items()}
         for c in contenders:
             traj, feats = runs[id(c.model.unit)]
-            psnr = _psnr_per_step(traj, reference, modality)
+            psnr = psnr_per_step(traj, reference, modality)
             step = {"policy": lambda: _policy_stop(c.model, feats), "fixed": lambda: min(c.steps, len(psnr) - 1),
                     "oracle": lambda: int(np.argmax(psnr))}[c.rule]()
             scores.setdefault((level, c.label), []).append((float(psnr[step]), step))

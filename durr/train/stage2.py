@@ -155,8 +155,7 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
                                            model.config.policy, cfg.reinforce, world=world)
         if names != tuple(model.config.policy.features):
             model.config.policy = PolicyConfig(model.config.policy.hidden, model.config.policy.layers, names)
-            torch.manual_seed(cfg.reinforce.seed)
-            model.policy = StopPolicy(model.config.policy)
+            fresh_policy(model, cfg.reinforce.seed)
     history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
     for p in model.unit.parameters():
