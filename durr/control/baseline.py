@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from durr.control.unit import channels_last_
+
 
 @dataclass
 class FixedCNNConfig:
@@ -35,6 +37,7 @@ class FixedDepthCNN(nn.Module):
         self.net = nn.Sequential(*layers)
         with torch.no_grad():
             self.net[-1].weight.mul_(0.1)
+        channels_last_(self.net)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return y - self.net(y)

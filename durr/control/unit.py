@@ -19,6 +19,16 @@ class UnitConfig:
     last_layer_gain: float = 0.1  # start near the identity dynamic, but not exactly at it
 
 
+def channels_last_(module: nn.Module) -> nn.Module:
+    """Store ``module``'s convolution weights channels-last, in place.
+
+    With 16 channels and a 3x3 kernel, PyTorch's default (NCHW) CPU convolution is 2-3x slower
+    than the oneDNN kernel it picks for channels-last weights (``python -m
+    durr.bench.unit_layout``); loading, saving and the result are unchanged (within 1e-8).
+    """
+    return module.to(memory_format=torch.channels_last)
+
+
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
@@ -51,6 +61,7 @@ class RestorationUnit(nn.Module):
             last.weight.mul_(config.last_layer_gain)
             if last.bias is not None:
                 last.bias.zero_()
+        channels_last_(self.net)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, y], dim=1))
