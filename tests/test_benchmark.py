@@ -251,7 +251,7 @@ def test_end_to_end_writes_table_csv_summary_and_plots(e2e):
     assert "| DURR, fixed 2 steps |" in table
     with open(out / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 9 * 2 * 2  # methods x images x levels
+    assert len(rows) == 10 * 2 * 2  # methods (all but BM3D) x images x levels
     assert {r["seen"] for r in rows if r["level"] == "45.0"} == {"False"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["command"].startswith("durr benchmark --family gaussian")

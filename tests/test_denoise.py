@@ -327,3 +327,17 @@ def test_missing_models_fail_their_scans_or_the_command(tmp_path, models, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such model folder" in err[0]
     assert not (tmp_path / "out2").exists()
+
+
+def test_steps_sure_restores_white_noise_images_and_refuses_other_models(tmp_path, models, capsys):
+    src = tmp_path / "photo.png"
+    shutil.copy(SAMPLES / "ct_spine.png", src)
+    out = tmp_path / "out"
+    assert _cli(src, "-o", out, "--model", models / "gaussian", "--steps", "sure", "--max-steps", 4,
+                "--report", out / "r.json") == 0
+    row = json.loads((out / "r.json").read_text())["scans"][0]
+    assert row["status"] == "restored" and 0 <= row["steps_max"] <= 4
+    # a CT model's noise is not white: the scan fails with the reason, the command says so
+    assert _cli(SAMPLES / "ct_small.dcm", "-o", tmp_path / "ct", "--model", models / "ct-lowdose",
+                "--steps", "sure") == 1
+    assert "white Gaussian noise" in capsys.readouterr().err

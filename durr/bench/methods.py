@@ -22,6 +22,7 @@ import torch
 
 from durr.bench import classical
 from durr.control.normalize import from_model, robust_scale, to_model
+from durr.control.sure import WHITE_NOISE_FAMILIES
 
 __all__ = ["MethodInput", "MethodOutput", "TuningPair", "TuningSet", "Method", "ModelBundle", "METHODS",
            "method_names", "make_methods", "call_method", "metric_space"]
@@ -349,6 +350,24 @@ class DURRFixed(Learned):
         return MethodOutput(self._numpy(out.output), int(out.steps[0]))
 
 
+class DURRSure(Learned):
+    """DURR stopped by Monte-Carlo SURE (no training, no clean image; white Gaussian noise only)."""
+
+    name, label = "durr-sure", "DURR, SURE stop (white Gaussian noise only)"
+
+    def unavailable(self):
+        if self.bundle.reason:
+            return self.bundle.reason
+        family = self.bundle.model.config.family
+        if family not in WHITE_NOISE_FAMILIES:
+            return f"SURE assumes white Gaussian noise; {family} is not"
+        return None
+
+    def restore(self, inp):
+        out = self.bundle.model.restore(self._tensor(inp), mode="sure")
+        return MethodOutput(self._numpy(out.output), int(out.steps[0]))
+
+
 class DURROracle(Learned):
     """DURR stopped at the step of best PSNR in hindsight (needs the reference: upper bound)."""
 
@@ -377,7 +396,7 @@ class DURROracle(Learned):
 # --- registry -----------------------------------------------------------------------------------
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
-    Degraded, NLM, TVTuned, TVAdaptive, Wavelet, BM3D, FixedCNN, DURRFixed, DURRPolicy, DURROracle)}
+    Degraded, NLM, TVTuned, TVAdaptive, Wavelet, BM3D, FixedCNN, DURRFixed, DURRPolicy, DURRSure, DURROracle)}
 
 
 def method_names() -> list[str]:

@@ -13,8 +13,9 @@ __all__ = ["plot_psnr", "plot_steps", "plot_examples", "write_plots"]
 
 SHORT = {"degraded": "degraded", "nlm": "NLM", "tv": "TV (tuned w)", "tv-adaptive": "TV (w = c σ̂)",
          "wavelet": "wavelet", "bm3d": "BM3D", "fixed-cnn": "fixed CNN", "durr-fixed": "DURR fixed",
-         "durr-policy": "DURR policy", "durr-oracle": "DURR oracle"}
-STYLE = {"degraded": ("0.5", ":"), "durr-policy": ("C3", "-"), "durr-fixed": ("C1", "--"),
+         "durr-policy": "DURR policy", "durr-sure": "DURR SURE stop",
+         "durr-oracle": "DURR oracle"}
+STYLE = {"degraded": ("0.5", ":"), "durr-policy": ("C3", "-"), "durr-sure": ("C4", "-"), "durr-fixed": ("C1", "--"),
          "durr-oracle": ("C3", ":"), "fixed-cnn": ("C0", "-."), "bm3d": ("C2", "-")}
 
 

@@ -1,7 +1,7 @@
 """``durr denoise``: restore DICOM series, NIfTI volumes and images in batch.
 
     durr denoise INPUT [INPUT ...] -o OUTDIR [--modality auto|ct|mr|other] [--model NAME_OR_DIR]
-                 [--steps auto|N] [--max-steps N] [--device auto|cpu|cuda] [--batch-size N]
+                 [--steps auto|sure|N] [--max-steps N] [--device auto|cpu|cuda] [--batch-size N]
                  [--report FILE] [--overwrite]
 
 A file lands at ``OUTDIR/<file name>``; a folder is mirrored under ``OUTDIR/<folder name>/``.
@@ -31,8 +31,10 @@ def _whole_number(text: str, minimum: int, alternatives: str = "") -> int:
     return value
 
 
-def _steps(text: str) -> int | None:
-    return None if text == "auto" else _whole_number(text, 0, alternatives="'auto' or ")
+def _steps(text: str) -> int | str | None:
+    if text in ("auto", "sure"):
+        return None if text == "auto" else text
+    return _whole_number(text, 0, alternatives="'auto', 'sure' or ")
 
 
 def _positive(text: str) -> int:
@@ -59,8 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, metavar="NAME_OR_DIR",
                         help="one model for every scan: a name under models/ or a model folder "
                              "(default: by modality, ct-lowdose / mr-rician / gaussian)")
-    parser.add_argument("--steps", type=_steps, default=None, metavar="auto|N",
-                        help="auto: the learned policy stops each slice; N: exactly N steps (default: auto)")
+    parser.add_argument("--steps", type=_steps, default=None, metavar="auto|sure|N",
+                        help="auto: the learned policy stops each slice; sure: stop where the SURE estimate "
+                             "of the error stops falling (white Gaussian noise only, twice the compute); "
+                             "N: exactly N steps (default: auto)")
     parser.add_argument("--max-steps", type=_positive, default=None, metavar="N",
                         help="cap on the policy's steps (default: the model's own)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -85,7 +89,8 @@ def run(args) -> int:
         print(f"durr denoise: error: {err}", file=sys.stderr)
         return 2
     settings = Settings(model=args.model, modality=MODALITY_CHOICES[args.modality],
-                        mode="policy" if args.steps is None else "fixed", steps=args.steps,
+                        mode={None: "policy", "sure": "sure"}.get(args.steps, "fixed"),
+                        steps=args.steps if isinstance(args.steps, int) else None,
                         max_steps=args.max_steps, batch_size=args.batch_size, device=args.device,
                         overwrite=args.overwrite)
     # a --model that cannot be loaded raises ModelError before any scan: exit status 2

@@ -5,7 +5,9 @@ Readable in one sitting: ``DURR.rollout`` is the whole inference algorithm. Stop
 - ``"policy"``: stop at the first step whose stop probability exceeds 0.5;
 - ``"fixed"``: run exactly ``steps`` steps;
 - ``"oracle"``: run to ``max_steps`` and keep the best step according to a score that needs
-  the clean image (evaluation only).
+  the clean image (evaluation only);
+- ``"sure"``: stop at the first step whose Monte-Carlo SURE estimate of the error rises
+  (``durr.control.sure``; valid for white Gaussian noise only, twice the compute).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from torch import nn
 from durr.control.features import noise_sigma, state_features
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.policy import PolicyConfig, StopPolicy
+from durr.control.sure import probe, probe_step, sure_risk
 from durr.control.unit import RestorationUnit, UnitConfig
 
-MODES = ("policy", "fixed", "oracle")
+MODES = ("policy", "fixed", "oracle", "sure")
 
 
 @dataclass
@@ -117,6 +120,8 @@ class DURR(nn.Module):
             cap = int(steps)
         if mode == "oracle" and score is None:
             raise ValueError("mode='oracle' needs a score function (it uses the clean image)")
+        if mode == "sure":
+            return self._rollout_sure(y, cap, record)
 
         batch = y.shape[0]
         x, x_prev, state = y, y, self.init_state(y)
@@ -148,6 +153,39 @@ class DURR(nn.Module):
             return Rollout(best, best_step, None, trajectory)
         stop_prob = torch.stack(probs, dim=1) if probs else None
         return Rollout(x, taken, stop_prob, trajectory)
+
+    def _rollout_sure(self, y: torch.Tensor, cap: int, record: bool) -> Rollout:
+        """Each image stops at the first step whose SURE risk is above the previous step's.
+
+        A second trajectory from ``y + eps b`` (one probe ``b``) runs beside the first, as one
+        batch of 2B, for the divergence term of SURE.
+        """
+        if torch.is_autocast_enabled(y.device.type):
+            # eps is 1e-3 sigma: the probe's difference drowns in bf16 rounding
+            with torch.autocast(y.device.type, enabled=False):
+                return self._rollout_sure(y.float(), cap, record)
+        batch = y.shape[0]
+        sigma = noise_sigma(y)
+        eps = probe_step(sigma)
+        b = probe(y)
+        ys = torch.cat([y, y + eps[:, None, None, None] * b])
+        xs, state = ys, self.init_state(ys)
+        risk = sure_risk(y, y, ys[batch:], b, eps, sigma)
+        out, taken = y, torch.zeros(batch, dtype=torch.long, device=y.device)
+        active = torch.ones(batch, dtype=torch.bool, device=y.device)
+        trajectory = [y] if record else None
+        for n in range(cap):
+            if not active.any():
+                break
+            xs, state = self.step(xs, ys, state, n)
+            new_risk = sure_risk(y, xs[:batch], xs[batch:], b, eps, sigma)
+            active = active & (new_risk <= risk)
+            out = torch.where(active[:, None, None, None], xs[:batch], out)
+            risk = torch.where(active, new_risk, risk)
+            taken += active.long()
+            if record:
+                trajectory.append(out)
+        return Rollout(out, taken, None, trajectory)
 
     @torch.no_grad()
     def restore(self, degraded: torch.Tensor, mode: str = "policy", **kwargs) -> Rollout:

@@ -81,8 +81,8 @@ class Settings:
         its modality (``DEFAULT_MODEL_FOR_MODALITY``).
     modality : "CT", "MR" or "OT" for scans whose format carries none (NIfTI, PNG, TIFF, NPY)
         or whose DICOM Modality is neither CT nor MR; None reads them as "OT".
-    mode, steps, max_steps : the stopping rule (``"policy"`` with an optional cap, or
-        ``"fixed"`` with ``steps``), as in ``durr.infer.restore_scan``.
+    mode, steps, max_steps : the stopping rule (``"policy"`` or ``"sure"`` with an optional
+        cap, or ``"fixed"`` with ``steps``), as in ``durr.infer.restore_scan``.
     batch_size, device : how slices are pushed through the model (no effect on the result).
     overwrite : redo scans whose output is complete.
     """

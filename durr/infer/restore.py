@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from durr.control.restorer import DURR
+from durr.control.sure import WHITE_NOISE_FAMILIES
 from durr.io.scan import Scan
 from durr.train.device import autocast, pick_device
 
@@ -39,13 +40,16 @@ def restore_slices(model: DURR, slices: np.ndarray, mode: str = "policy", steps:
     """Restore a stack of slices.
 
     slices : (Z, H, W) float32 in physical units (HU for CT, scanner units for MR).
-    mode : "policy" or "fixed" (with ``steps``). The oracle needs the clean image: see
+    mode : "policy", "fixed" (with ``steps``) or "sure" (white Gaussian noise only). The oracle needs the clean image: see
         ``durr.bench``.
     progress : called with the number of slices finished after each batch.
     Returns restored (Z, H, W) float32 and a ``RestoreInfo``.
     """
     if slices.ndim != 3:
         raise ValueError(f"slices must be (Z, H, W), got shape {slices.shape}")
+    if mode == "sure" and model.config.family not in WHITE_NOISE_FAMILIES:
+        raise ValueError(f"stopping by SURE assumes white Gaussian noise (families {', '.join(WHITE_NOISE_FAMILIES)}); "
+                         f"this model is for {model.config.family}: use the policy or a fixed step count")
     model, dev = prepare(model, device)
     out = np.empty_like(slices, dtype=np.float32)
     all_steps, all_probs, trajectory = [], [], []
