@@ -89,3 +89,10 @@ def test_benchmark_offers_the_sure_stop_only_for_white_gaussian_noise():
     mr = DURR(DURRConfig(modality="MR", family="mr-rician"))
     reason = METHODS["durr-sure"](ModelBundle(model=mr)).unavailable()
     assert reason is not None and "white Gaussian" in reason and "mr-rician" in reason
+
+
+
+def test_scaled_step_rounds_halves_up_and_respects_the_cap():
+    from durr.control.sure import scaled_step
+
+    assert [scaled_step(k, 2.5, 40) for k in (0, 1, 3, 20)] == [0, 3, 8, 40]

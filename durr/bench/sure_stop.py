@@ -35,11 +35,6 @@ def first_rise(risk: np.ndarray) -> int:
 SCALE_GRID = np.round(np.arange(1.0, 3.0001, 0.05), 2)
 
 
-def scaled_stop(k: int, scale: float, last: int) -> int:
-    """The step ``round(scale k)``, at most ``last``."""
-    return min(last, int(round(scale * k)))
-
-
 def trajectories(model, degraded: np.ndarray):
     """Physical-unit estimates (T+1, H, W) and the SURE of each step (T+1,)."""
     import torch
@@ -81,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from durr.data.sources import GROUP_OF_FAMILY, is_stand_in
     from durr.degrade import get_degradation
     from durr.infer import load_model, resolve_model_dir
+    from durr.control.sure import scaled_step
     from durr.train.heldout import psnr_per_step
 
     torch.set_num_threads(args.threads)
@@ -109,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             picks = (int(psnr.argmax()), int(risk.argmin()), first_rise(risk))
             rows.append([v for k in picks for v in (k, psnr[k])])
             last = len(psnr) - 1
-            scaled.append([psnr[scaled_stop(picks[2], c, last)] for c in args.scales])
-            grid_psnr.append([psnr[scaled_stop(picks[2], c, last)] for c in SCALE_GRID])
+            scaled.append([psnr[scaled_step(picks[2], c, last)] for c in args.scales])
+            grid_psnr.append([psnr[scaled_step(picks[2], c, last)] for c in SCALE_GRID])
         m = np.mean(rows, axis=0)
         cells = "".join(f" {v:.2f} |" for v in np.mean(scaled, axis=0)) if args.scales else ""
         print(f"| {level:g} | {m[0]:.1f} | {m[1]:.2f} | {m[2]:.1f} | {m[3]:.2f} | {m[4]:.1f} | {m[5]:.2f} | "

@@ -17,11 +17,18 @@ measurements (``docs/architecture.md``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 PROBE_SEED = 0
 EPS_OVER_SIGMA = 1e-3
 WHITE_NOISE_FAMILIES = ("gaussian",)
+
+
+def scaled_step(k: int, scale: float, cap: int) -> int:
+    """``round(scale k)`` (halves up), at most ``cap``: where a calibrated SURE stop lands."""
+    return min(cap, int(math.floor(scale * k + 0.5)))
 
 
 def probe(y: torch.Tensor, seed: int = PROBE_SEED) -> torch.Tensor:
