@@ -33,6 +33,13 @@ def test_seeds_are_scored_against_the_oracle_and_other_restorers_rollouts_are_re
         for (psnr, steps), (best, _) in zip(_cells(row), oracle):
             assert psnr <= best + 1e-9 and 0 <= steps <= model.config.max_steps
 
+    assert main(args + ["--knee-guard", "--seeds", "1"]) == 0
+    rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| ")]
+    guarded = [r for r in rows if "+ knee guard" in r]
+    assert len(guarded) == 1
+    for (psnr, steps), (best, _) in zip(_cells(guarded[0]), oracle):
+        assert psnr <= best + 1e-9 and 0 <= steps <= model.config.max_steps
+
     torch.save({**bank, "restorer": "another"}, tmp_path / "rollouts.pt")
     with pytest.raises(SystemExit):
         main(args)

@@ -8,7 +8,10 @@ images at every level (PSNR dB / mean steps, same images, noise seeds and metric
 ``durr benchmark``)::
 
     python -m durr.bench.policy_seeds --family mr-rician --model models/mr-rician \\
-        --rollouts runs/mr-rician/rollouts_whole_384_24_scans.pt --seeds 5
+        --rollouts runs/mr-rician/rollouts_whole_384_24_scans.pt --seeds 5 [--knee-guard]
+
+``--knee-guard`` adds a row per seed: that policy with the knee guard (``durr.control.knee``)
+whose ratio is fitted on the same rollouts, as stage 2 does with ``knee_guard: true``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from durr.bench import benchmark as bench
+from durr.control.knee import UPDATE, fit_knee_ratio, guarded_stops
 from durr.control.policy import StopPolicy
 from durr.data.corpus import DEFAULT_CORPUS, load_split
 from durr.data.sources import GROUP_OF_FAMILY
@@ -66,6 +70,8 @@ def main(argv=None) -> int:
     parser.add_argument("--levels", default="seen,unseen")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--knee-guard", action="store_true",
+                        help="also score each seed's policy with a knee guard fitted on the same rollouts")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,6 +91,10 @@ def main(argv=None) -> int:
         with torch.no_grad():
             probs.append(policy.stop_probability(feats.float()))
         print(_row(f"seed {seed}", greedy_stops(probs[-1]), psnr, levels), flush=True)
+        if args.knee_guard:
+            ratio, _ = fit_knee_ratio(policy, bank["features"], bank["psnr"])
+            stops = guarded_stops(probs[-1], feats[..., UPDATE].float(), ratio)
+            print(_row(f"seed {seed} + knee guard ({ratio:g})", stops, psnr, levels), flush=True)
     print(_row("mean of the seeds' stop probabilities", greedy_stops(torch.stack(probs).mean(0)), psnr, levels))
     print(_row("oracle", psnr.argmax(1), psnr, levels))
     return 0

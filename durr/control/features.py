@@ -38,6 +38,11 @@ def _rms(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).pow(2).mean(dim=1).sqrt()
 
 
+def update_over_sigma(x_next: torch.Tensor, x: torch.Tensor, sigma_y: torch.Tensor) -> torch.Tensor:
+    """rms(x_next - x) / sigma_y per image: (B, 1, H, W) x2, (B,) -> (B,) (the feature of that name)."""
+    return _rms(x_next - x) / sigma_y.clamp_min(_EPS)
+
+
 def state_features(x: torch.Tensor, x_prev: torch.Tensor, y: torch.Tensor, step: int,
                    sigma_y: torch.Tensor | None = None) -> torch.Tensor:
     """Features of the state at step ``step``.
@@ -52,7 +57,7 @@ def state_features(x: torch.Tensor, x_prev: torch.Tensor, y: torch.Tensor, step:
     feats = [
         torch.log(s),
         _rms(x - y) / s,
-        _rms(x - x_prev) / s,
+        update_over_sigma(x, x_prev, sigma_y),
         sigma_x / s,
         torch.log(sigma_x.clamp_min(_EPS)),
         torch.full_like(s, step / 10.0),

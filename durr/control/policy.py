@@ -23,8 +23,12 @@ class PolicyConfig:
     hidden: int = 32
     layers: int = 2
     features: tuple[str, ...] = field(default_factory=lambda: LEVEL_FREE_FEATURES)
+    # the knee guard's threshold (``durr.control.knee``), fitted in stage 2; None: no guard
+    knee_ratio: float | None = None
 
     def __post_init__(self):
+        if self.knee_ratio is not None and not 0.0 < self.knee_ratio < 1.0:
+            raise ValueError(f"knee_ratio must be in (0, 1) or unset, got {self.knee_ratio}")
         self.features = tuple(self.features)
         unknown = [f for f in self.features if f not in FEATURE_NAMES]
         if unknown or not self.features:

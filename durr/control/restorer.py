@@ -2,7 +2,8 @@
 
 Readable in one sitting: ``DURR.rollout`` is the whole inference algorithm. Stopping modes:
 
-- ``"policy"``: stop at the first step whose stop probability exceeds 0.5;
+- ``"policy"``: stop at the first step whose stop probability exceeds 0.5 (with the knee
+  guard of ``durr.control.knee`` when ``config.policy.knee_ratio`` is set);
 - ``"fixed"``: run exactly ``steps`` steps;
 - ``"oracle"``: run to ``max_steps`` and keep the best step according to a score that needs
   the clean image (evaluation only);
@@ -18,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from durr.control.features import noise_sigma, state_features
+from durr.control.features import noise_sigma, state_features, update_over_sigma
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.sure import probe, probe_step, sure_risk
@@ -122,6 +123,8 @@ class DURR(nn.Module):
             raise ValueError("mode='oracle' needs a score function (it uses the clean image)")
         if mode == "sure":
             return self._rollout_sure(y, cap, record)
+        if mode == "policy" and self.config.policy.knee_ratio is not None:
+            return self._rollout_guarded(y, cap, record)
 
         batch = y.shape[0]
         x, x_prev, state = y, y, self.init_state(y)
@@ -153,6 +156,35 @@ class DURR(nn.Module):
             return Rollout(best, best_step, None, trajectory)
         stop_prob = torch.stack(probs, dim=1) if probs else None
         return Rollout(x, taken, stop_prob, trajectory)
+
+    def _rollout_guarded(self, y: torch.Tensor, cap: int, record: bool) -> Rollout:
+        """Policy stopping with the knee guard: before moving on from ``x_n`` the next step is
+        computed, and the image stops at ``x_n`` when that step's update is below
+        ``knee_ratio`` times the largest so far, or when the policy says stop and the update is
+        not a new largest one (``durr.control.knee``)."""
+        knee = self.config.policy.knee_ratio
+        batch = y.shape[0]
+        sigma_y = noise_sigma(y)
+        x, x_prev, state = y, y, self.init_state(y)
+        active = torch.ones(batch, dtype=torch.bool, device=y.device)
+        taken = torch.zeros(batch, dtype=torch.long, device=y.device)
+        peak = torch.zeros(batch, device=y.device)
+        probs, trajectory = [], [x] if record else None
+        for n in range(cap + 1):
+            p = self.policy.stop_probability(state_features(x, x_prev, y, n, sigma_y))
+            probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
+            if n == cap or not active.any():
+                break
+            x_next, state = self.step(x, y, state, n)
+            update = update_over_sigma(x_next, x, sigma_y)
+            growing = update >= peak
+            peak = torch.maximum(peak, update)
+            active = active & (update >= knee * peak) & ((p <= 0.5) | growing)
+            x_prev, x = x, torch.where(active[:, None, None, None], x_next, x)
+            taken += active.long()
+            if record:
+                trajectory.append(x)
+        return Rollout(x, taken, torch.stack(probs, dim=1), trajectory)
 
     def _rollout_sure(self, y: torch.Tensor, cap: int, record: bool) -> Rollout:
         """Each image stops at the first step whose SURE risk is above the previous step's.

@@ -9,6 +9,16 @@ from durr.data.corpus import DEFAULT_MANIFEST
 from durr.data.sources import GROUP_OF_FAMILY
 
 
+def _knee_sentence(knee: dict | None) -> str:
+    if not knee:
+        return ""
+    if knee["knee_ratio"] is None:
+        return " Knee guard (`durr.control.knee`) tried on the same rollouts and left off: no ratio beat the policy alone."
+    ratio, scores = f"{knee['knee_ratio']:g}", knee["bank_psnr_by_ratio"]
+    return (f" Knee guard (`durr.control.knee`) fitted on the same rollouts: knee_ratio {ratio} ({scores[ratio]:.2f} dB "
+            f"on them against {scores['policy alone']:.2f} for the policy alone).")
+
+
 def _manifest_rows(family: str, manifest: Path) -> list[dict]:
     group = GROUP_OF_FAMILY.get(family)
     with open(manifest, newline="") as f:
@@ -69,7 +79,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         + (" of scans only (the textures and photographs of the training split left out)"
            if s2.get("scans_only") else "")
         + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
-        f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}.",
+        f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}."
+        + _knee_sentence(training.get("stage2_knee_guard")),
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
         f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min"
         + (f" on {training['stage1_device']}; stage 2" if on_gpu else ", stage 2")

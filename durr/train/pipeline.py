@@ -182,7 +182,7 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
             "stage1_device": s1["device"],
             "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "machine": platform.machine(), "processor": platform.processor() or "unknown",
-            "stage2_final": s2["history"][-1],
+            "stage2_final": s2["history"][-1], "stage2_knee_guard": s2["knee_guard"],
             "parameters": {"durr_unit": sum(p.numel() for p in model.unit.parameters()),
                            "policy": sum(p.numel() for p in model.policy.parameters()),
                            "fixed_cnn": sum(p.numel() for p in baseline.parameters())},

@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from durr.control.features import NUM_FEATURES, trajectory_features
+from durr.control.knee import fit_knee_ratio
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.restorer import DURR
 from durr.control.reward import working_psnr
@@ -37,6 +38,10 @@ class Stage2Config:
     # for stage 1 (``durr.data.sources.STAND_IN_NOTES``): on textures the noise estimate the
     # policy's features divide by is inflated, so their stopping statistics contradict the scans'.
     scans_only: bool = False
+    # After REINFORCE, fit the knee guard's threshold on the same rollouts and keep it in the
+    # policy's config (``durr.control.knee``): the policy alone is never asked to recognise the
+    # slow start of a heavy-noise run, which seen levels do not show.
+    knee_guard: bool = False
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
 
@@ -158,6 +163,13 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
             fresh_policy(model, cfg.reinforce.seed)
     history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
+    knee = {}
+    model.config.policy.knee_ratio = None
+    if cfg.knee_guard:
+        ratio, scores = fit_knee_ratio(model.policy, features, psnr)
+        model.config.policy.knee_ratio = ratio
+        knee = {"knee_ratio": ratio, "bank_psnr_by_ratio": scores}
     for p in model.unit.parameters():
         p.requires_grad_(True)
-    return {"history": history, "bank_levels": levels, "bank_psnr": psnr, "feature_selection": selection}
+    return {"history": history, "bank_levels": levels, "bank_psnr": psnr, "feature_selection": selection,
+            "knee_guard": knee}
