@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from durr.bench import benchmark as bench
-from durr.control.knee import UPDATE, fit_knee_ratio, guarded_stops
+from durr.control.knee import fit_knee_ratio
 from durr.control.policy import StopPolicy
+from durr.control.stopping import stop_steps
 from durr.data.corpus import DEFAULT_CORPUS, load_split
 from durr.data.sources import GROUP_OF_FAMILY
 from durr.degrade import get_degradation
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
         print(_row(f"seed {seed}", greedy_stops(probs[-1]), psnr, levels), flush=True)
         if args.knee_guard:
             ratio, _ = fit_knee_ratio(policy, bank["features"], bank["psnr"])
-            stops = guarded_stops(probs[-1], feats[..., UPDATE].float(), ratio)
+            stops = stop_steps(probs[-1], feats, ratio)
             print(_row(f"seed {seed} + knee guard ({ratio:g})", stops, psnr, levels), flush=True)
     print(_row("mean of the seeds' stop probabilities", greedy_stops(torch.stack(probs).mean(0)), psnr, levels))
     print(_row("oracle", psnr.argmax(1), psnr, levels))

@@ -22,24 +22,9 @@ from __future__ import annotations
 
 import torch
 
+from durr.control.stopping import stop_steps
+
 KNEE_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
-UPDATE = 2  # index of "update_over_sigma" in ``durr.control.features.FEATURE_NAMES``
-
-
-def guarded_stops(stop_prob: torch.Tensor, update: torch.Tensor, knee_ratio: float) -> torch.Tensor:
-    """The guarded stop step of whole trajectories (for banks of rollouts), as
-    ``DURR.rollout`` takes it one step at a time.
-
-    stop_prob (B, T+1) the policy's stop probability per step; update (B, T+1) the feature
-    ``update_over_sigma`` per step (``u_0 = 0``). Returns (B,) int64 in [0, T].
-    """
-    ahead = update[:, 1:]                      # u_{n+1}, seen when deciding at step n
-    peak = torch.cummax(ahead, dim=1).values   # max(u_1 .. u_{n+1})
-    growing = ahead >= torch.cat([torch.zeros_like(peak[:, :1]), peak[:, :-1]], dim=1)
-    stop = (ahead < knee_ratio * peak) | ((stop_prob[:, :-1] > 0.5) & ~growing)
-    horizon = stop_prob.shape[1] - 1
-    stop = torch.cat([stop, torch.ones_like(stop[:, :1])], dim=1)  # the last step always stops
-    return torch.argmax(stop.int(), dim=1).clamp_max(horizon)
 
 
 @torch.no_grad()
@@ -52,11 +37,13 @@ def fit_knee_ratio(policy, features: torch.Tensor, psnr: torch.Tensor,
     "policy alone": mean PSNR}).
     """
     stop_prob = policy.stop_probability(features.float())
-    update = features[..., UPDATE].float()
+    floor = policy.config.step_floor
     rows = torch.arange(psnr.shape[0])
-    scores = {f"{r:g}": float(psnr[rows, guarded_stops(stop_prob, update, r)].float().mean()) for r in grid}
+
+    def mean_psnr(ratio):
+        return float(psnr[rows, stop_steps(stop_prob, features, ratio, floor)].float().mean())
+
+    scores = {f"{r:g}": mean_psnr(r) for r in grid}
     best = max(grid, key=lambda r: (scores[f"{r:g}"], -r))
-    alone = stop_prob > 0.5   # the policy's own first stop (the last step if none)
-    alone[:, -1] = True
-    scores["policy alone"] = float(psnr[rows, alone.int().argmax(dim=1)].float().mean())
+    scores["policy alone"] = mean_psnr(None)
     return (best if scores[f"{best:g}"] > scores["policy alone"] else None), scores

@@ -25,8 +25,14 @@ class PolicyConfig:
     features: tuple[str, ...] = field(default_factory=lambda: LEVEL_FREE_FEATURES)
     # the knee guard's threshold (``durr.control.knee``), fitted in stage 2; None: no guard
     knee_ratio: float | None = None
+    # the step floor's law (a, b) (``durr.control.step_floor``), fitted in stage 2; None: no floor
+    step_floor: tuple[float, float] | None = None
 
     def __post_init__(self):
+        if self.step_floor is not None:
+            if len(self.step_floor) != 2:
+                raise ValueError(f"step_floor must be a pair (a, b), got {self.step_floor}")
+            self.step_floor = (float(self.step_floor[0]), float(self.step_floor[1]))
         if self.knee_ratio is not None and not 0.0 < self.knee_ratio < 1.0:
             raise ValueError(f"knee_ratio must be in (0, 1) or unset, got {self.knee_ratio}")
         self.features = tuple(self.features)

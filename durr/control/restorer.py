@@ -3,7 +3,8 @@
 Readable in one sitting: ``DURR.rollout`` is the whole inference algorithm. Stopping modes:
 
 - ``"policy"``: stop at the first step whose stop probability exceeds 0.5 (with the knee
-  guard of ``durr.control.knee`` when ``config.policy.knee_ratio`` is set);
+  guard of ``durr.control.knee`` and the step floor of ``durr.control.step_floor`` when
+  ``config.policy`` has them; ``durr.control.stopping`` is the same rule for recorded features);
 - ``"fixed"``: run exactly ``steps`` steps;
 - ``"oracle"``: run to ``max_steps`` and keep the best step according to a score that needs
   the clean image (evaluation only);
@@ -22,6 +23,7 @@ from torch import nn
 from durr.control.features import noise_sigma, state_features, update_over_sigma
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.policy import PolicyConfig, StopPolicy
+from durr.control.step_floor import LOG_SIGMA, floor_steps
 from durr.control.sure import probe, probe_step, sure_risk
 from durr.control.unit import RestorationUnit, UnitConfig
 
@@ -136,9 +138,11 @@ class DURR(nn.Module):
         best_score = score(x) if mode == "oracle" else None
         for n in range(cap + 1):
             if mode == "policy":
-                p = self.policy.stop_probability(state_features(x, x_prev, y, n, sigma_y))
+                feats = state_features(x, x_prev, y, n, sigma_y)
+                p = self.policy.stop_probability(feats)
                 probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
-                active = active & (p <= 0.5)
+                floor = self._step_floor(feats) if n == 0 else floor
+                active = active & ((p <= 0.5) | (n < floor))
             if n == cap or not active.any():
                 break
             x_next, state = self.step(x, y, state, n)
@@ -157,6 +161,13 @@ class DURR(nn.Module):
         stop_prob = torch.stack(probs, dim=1) if probs else None
         return Rollout(x, taken, stop_prob, trajectory)
 
+    def _step_floor(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B,) minimum steps from the step-0 features (B, F); 0 without a step floor."""
+        law = self.config.policy.step_floor
+        if law is None:
+            return torch.zeros(feats.shape[0], dtype=torch.long, device=feats.device)
+        return floor_steps(feats[:, LOG_SIGMA], law).to(feats.device)
+
     def _rollout_guarded(self, y: torch.Tensor, cap: int, record: bool) -> Rollout:
         """Policy stopping with the knee guard: before moving on from ``x_n`` the next step is
         computed, and the image stops at ``x_n`` when that step's update is below
@@ -171,15 +182,18 @@ class DURR(nn.Module):
         peak = torch.zeros(batch, device=y.device)
         probs, trajectory = [], [x] if record else None
         for n in range(cap + 1):
-            p = self.policy.stop_probability(state_features(x, x_prev, y, n, sigma_y))
+            feats = state_features(x, x_prev, y, n, sigma_y)
+            p = self.policy.stop_probability(feats)
             probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
+            floor = self._step_floor(feats) if n == 0 else floor
             if n == cap or not active.any():
                 break
             x_next, state = self.step(x, y, state, n)
             update = update_over_sigma(x_next, x, sigma_y)
             growing = update >= peak
             peak = torch.maximum(peak, update)
-            active = active & (update >= knee * peak) & ((p <= 0.5) | growing)
+            stop = (update < knee * peak) | ((p > 0.5) & ~growing)
+            active = active & ~(stop & (n >= floor))
             x_prev, x = x, torch.where(active[:, None, None, None], x_next, x)
             taken += active.long()
             if record:

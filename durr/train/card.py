@@ -9,6 +9,16 @@ from durr.data.corpus import DEFAULT_MANIFEST
 from durr.data.sources import GROUP_OF_FAMILY
 
 
+def _floor_sentence(floor: dict | None) -> str:
+    if not floor:
+        return ""
+    a, b = floor["law"]
+    verdict = "kept" if floor["kept"] else "left off"
+    return (f" Step floor (`durr.control.step_floor`) fitted on the same rollouts: at least "
+            f"floor(exp({a:.3f} + {b:.3f} log sigma_y)) steps, {verdict} ({floor['bank_psnr_floored']:.2f} dB on "
+            f"them against {floor['bank_psnr_policy_alone']:.2f} for the policy alone).")
+
+
 def _knee_sentence(knee: dict | None) -> str:
     if not knee:
         return ""
@@ -80,7 +90,7 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
            if s2.get("scans_only") else "")
         + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}."
-        + _knee_sentence(training.get("stage2_knee_guard")),
+        + _floor_sentence(training.get("stage2_step_floor")) + _knee_sentence(training.get("stage2_knee_guard")),
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
         f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min"
         + (f" on {training['stage1_device']}; stage 2" if on_gpu else ", stage 2")

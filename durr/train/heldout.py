@@ -16,9 +16,9 @@ import torch
 from tqdm.auto import tqdm
 
 from durr.control.features import trajectory_features
-from durr.control.knee import UPDATE, guarded_stops
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.restorer import DURR
+from durr.control.stopping import policy_stops
 from durr.metrics import metric_window
 
 
@@ -54,12 +54,7 @@ def scan_trajectory(model: DURR, degraded: np.ndarray):
 
 def _policy_stop(model: DURR, feats: torch.Tensor) -> int:
     """The step ``DURR.rollout`` stops at in policy mode, from the features (T+1, F) of a whole trajectory."""
-    p = model.policy.stop_probability(feats[None])
-    knee = model.config.policy.knee_ratio
-    if knee is not None:
-        return int(guarded_stops(p, feats[None, :, UPDATE], knee)[0])
-    over = torch.nonzero(p[0] > 0.5)
-    return int(over[0]) if len(over) else p.shape[1] - 1
+    return int(policy_stops(model.policy, feats[None])[0])
 
 
 def evaluate_heldout(contenders: list[Contender], images: list[np.ndarray], spacings: list[float],

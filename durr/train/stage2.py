@@ -11,6 +11,8 @@ from tqdm.auto import tqdm
 
 from durr.control.features import NUM_FEATURES, trajectory_features
 from durr.control.knee import fit_knee_ratio
+from durr.control.step_floor import fit_step_floor
+from durr.control.stopping import policy_stops
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.restorer import DURR
 from durr.control.reward import working_psnr
@@ -42,6 +44,10 @@ class Stage2Config:
     # policy's config (``durr.control.knee``): the policy alone is never asked to recognise the
     # slow start of a heavy-noise run, which seen levels do not show.
     knee_guard: bool = False
+    # After REINFORCE, fit the step floor (``durr.control.step_floor``: a minimum step count that
+    # grows as a power of the input's noise level) on the same rollouts; kept only if it beats
+    # the policy alone there.
+    step_floor: bool = False
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
 
@@ -163,8 +169,9 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
             fresh_policy(model, cfg.reinforce.seed)
     history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
+    model.config.policy.knee_ratio = model.config.policy.step_floor = None
+    floor = fit_floor(model, features, psnr) if cfg.step_floor else {}
     knee = {}
-    model.config.policy.knee_ratio = None
     if cfg.knee_guard:
         ratio, scores = fit_knee_ratio(model.policy, features, psnr)
         model.config.policy.knee_ratio = ratio
@@ -172,4 +179,17 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
     for p in model.unit.parameters():
         p.requires_grad_(True)
     return {"history": history, "bank_levels": levels, "bank_psnr": psnr, "feature_selection": selection,
-            "knee_guard": knee}
+            "knee_guard": knee, "step_floor": floor}
+
+
+def fit_floor(model: DURR, features: torch.Tensor, psnr: torch.Tensor) -> dict:
+    """Fit the step floor on a bank and keep it in ``model``'s policy config if it beats the
+    policy alone there. Returns the law and both bank scores."""
+    rows = torch.arange(psnr.shape[0])
+    alone = float(psnr[rows, policy_stops(model.policy, features)].float().mean())
+    law = fit_step_floor(features, psnr)
+    model.config.policy.step_floor = law
+    floored = float(psnr[rows, policy_stops(model.policy, features)].float().mean())
+    if floored <= alone:
+        model.config.policy.step_floor = None
+    return {"law": list(law), "kept": floored > alone, "bank_psnr_floored": floored, "bank_psnr_policy_alone": alone}

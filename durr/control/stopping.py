@@ -1,0 +1,44 @@
+"""Where policy-mode rollouts stop, computed for whole trajectories at once.
+
+``DURR.rollout`` decides step by step; banks of rollouts (stage 2), held-out tables and
+benchmarks of many policies need the same decisions from recorded features. This module is
+that rule in one place: the policy's first stop probability over 0.5, wrapped by the knee guard
+(``durr.control.knee``) and the step floor (``durr.control.step_floor``) when the policy's
+config has them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from durr.control.step_floor import LOG_SIGMA, floor_steps
+
+UPDATE = 2  # index of "update_over_sigma" in ``durr.control.features.FEATURE_NAMES``
+
+
+def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: float | None = None,
+               step_floor: tuple[float, float] | None = None) -> torch.Tensor:
+    """The stop step of each trajectory.
+
+    stop_prob (B, T+1) the policy's stop probability per step; features (B, T+1, NUM_FEATURES)
+    the recorded state features. Returns (B,) int64 in [0, T] (T when nothing stops earlier).
+    """
+    stop = stop_prob > 0.5
+    if knee_ratio is not None:
+        ahead = features[:, 1:, UPDATE].float()   # u_{n+1}, seen when deciding at step n
+        peak = torch.cummax(ahead, dim=1).values  # max(u_1 .. u_{n+1})
+        growing = ahead >= torch.cat([torch.zeros_like(peak[:, :1]), peak[:, :-1]], dim=1)
+        stop = torch.cat([(ahead < knee_ratio * peak) | (stop[:, :-1] & ~growing), stop[:, -1:]], dim=1)
+    if step_floor is not None:
+        steps = torch.arange(stop.shape[1], device=stop.device)
+        stop = stop & (steps[None, :] >= floor_steps(features[:, 0, LOG_SIGMA], step_floor)[:, None])
+    stop[:, -1] = True
+    return torch.argmax(stop.int(), dim=1)
+
+
+def policy_stops(policy, features: torch.Tensor) -> torch.Tensor:
+    """``stop_steps`` of a ``StopPolicy`` with the guard and floor of its own config; (B,) int64."""
+    with torch.no_grad():
+        stop_prob = policy.stop_probability(features.float())
+    cfg = policy.config
+    return stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor)
