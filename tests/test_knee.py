@@ -137,3 +137,21 @@ def test_rollout_respects_the_step_floor_with_and_without_the_knee_guard(tiny_du
             feats = trajectory_features(model.unroll(y, 12), y)
         assert torch.equal(out.steps, policy_stops(model.policy, feats))
         assert torch.equal(out.steps, floor_steps(feats[:, 0, LOG_SIGMA], model.config.policy.step_floor).clamp(max=12))
+
+
+def test_an_input_without_measurable_noise_is_left_as_it_is(tiny_durr, one_thread):
+    smooth = torch.linspace(0, 1, 24).repeat(24, 1)[None, None]      # Haar-MAD noise level 0
+    noisy = smooth + 0.05 * torch.randn(smooth.shape, generator=torch.Generator().manual_seed(2))
+    y = torch.cat([smooth, noisy])
+    for knee, floor in ((None, None), (0.5, None), (None, (10.0, 1.0))):
+        model = tiny_durr("OT", "gaussian", max_steps=12)
+        with torch.no_grad():  # a policy that never says stop
+            model.policy.net[-1].bias.fill_(-10.0)
+        model.config.policy.knee_ratio, model.config.policy.step_floor = knee, floor
+        out = model.rollout(y, mode="policy")
+        assert int(out.steps[0]) == 0 and torch.equal(out.output[0], y[0])
+        assert int(out.steps[1]) > 0
+        with torch.no_grad():
+            feats = trajectory_features(model.unroll(y, 12), y)
+        assert torch.equal(policy_stops(model.policy, feats), out.steps)
+        assert int(model.rollout(y[:1], mode="fixed", steps=3).steps) == 3   # an explicit count still runs

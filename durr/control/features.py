@@ -21,6 +21,16 @@ FEATURE_NAMES = (
 NUM_FEATURES = len(FEATURE_NAMES)
 _MAD_TO_SIGMA = 1.0 / 0.6745
 _EPS = 1e-4
+# Below this noise level (working domain: 0.1% of the MR scale, 1 HU on CT, 1/4 of an 8-bit grey
+# level) an input has no measurable noise: the features, which divide by it, would leave the
+# range the policy was trained on (every seen level is at least 10x noisier), so the policy
+# leaves such an input as it is.
+NOISE_FREE_SIGMA = 1e-3
+
+
+def noise_free(sigma_y: torch.Tensor) -> torch.Tensor:
+    """(B,) noise levels of inputs -> (B,) bool: no measurable noise (see ``NOISE_FREE_SIGMA``)."""
+    return sigma_y < NOISE_FREE_SIGMA
 
 
 def noise_sigma(image: torch.Tensor) -> torch.Tensor:

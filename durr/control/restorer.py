@@ -2,9 +2,11 @@
 
 Readable in one sitting: ``DURR.rollout`` is the whole inference algorithm. Stopping modes:
 
-- ``"policy"``: stop at the first step whose stop probability exceeds 0.5 (with the knee
-  guard of ``durr.control.knee`` and the step floor of ``durr.control.step_floor`` when
-  ``config.policy`` has them; ``durr.control.stopping`` is the same rule for recorded features);
+- ``"policy"``: stop at the first step whose stop probability exceeds 0.5, with the knee guard
+  of ``durr.control.knee`` and the step floor of ``durr.control.step_floor`` when
+  ``config.policy`` has them; an input without measurable noise
+  (``durr.control.features.NOISE_FREE_SIGMA``) is left as it is. ``durr.control.stopping`` is
+  the same rule for recorded features;
 - ``"fixed"``: run exactly ``steps`` steps;
 - ``"oracle"``: run to ``max_steps`` and keep the best step according to a score that needs
   the clean image (evaluation only);
@@ -20,7 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from durr.control.features import noise_sigma, state_features, update_over_sigma
+from durr.control.features import noise_free, noise_sigma, state_features, update_over_sigma
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.step_floor import LOG_SIGMA, floor_steps
@@ -142,7 +144,7 @@ class DURR(nn.Module):
                 p = self.policy.stop_probability(feats)
                 probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
                 floor = self._step_floor(feats) if n == 0 else floor
-                active = active & ((p <= 0.5) | (n < floor))
+                active = active & ((p <= 0.5) | (n < floor)) & ~((n == 0) & noise_free(sigma_y))
             if n == cap or not active.any():
                 break
             x_next, state = self.step(x, y, state, n)
@@ -185,7 +187,9 @@ class DURR(nn.Module):
             feats = state_features(x, x_prev, y, n, sigma_y)
             p = self.policy.stop_probability(feats)
             probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
-            floor = self._step_floor(feats) if n == 0 else floor
+            if n == 0:
+                floor = self._step_floor(feats)
+                active = active & ~noise_free(sigma_y)
             if n == cap or not active.any():
                 break
             x_next, state = self.step(x, y, state, n)

@@ -4,13 +4,16 @@
 benchmarks of many policies need the same decisions from recorded features. This module is
 that rule in one place: the policy's first stop probability over 0.5, wrapped by the knee guard
 (``durr.control.knee``) and the step floor (``durr.control.step_floor``) when the policy's
-config has them.
+config has them, and step 0 for an input without measurable noise.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from durr.control.features import NOISE_FREE_SIGMA
 from durr.control.step_floor import LOG_SIGMA, floor_steps
 
 UPDATE = 2  # index of "update_over_sigma" in ``durr.control.features.FEATURE_NAMES``
@@ -32,6 +35,7 @@ def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: floa
     if step_floor is not None:
         steps = torch.arange(stop.shape[1], device=stop.device)
         stop = stop & (steps[None, :] >= floor_steps(features[:, 0, LOG_SIGMA], step_floor)[:, None])
+    stop[:, 0] |= features[:, 0, LOG_SIGMA] < math.log(NOISE_FREE_SIGMA)  # no measurable noise
     stop[:, -1] = True
     return torch.argmax(stop.int(), dim=1)
 
