@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from durr.bench import benchmark as bench
+    from durr.control.sure import scaled_step
     from durr.data.corpus import load_split
     from durr.data.sources import GROUP_OF_FAMILY, is_stand_in
     from durr.degrade import get_degradation
     from durr.infer import load_model, resolve_model_dir
-    from durr.control.sure import scaled_step
     from durr.train.heldout import psnr_per_step
 
     torch.set_num_threads(args.threads)

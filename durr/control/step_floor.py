@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import torch
 
-LOG_SIGMA = 0  # index of "log_sigma_input" in ``durr.control.features.FEATURE_NAMES``
+from durr.control.features import FEATURE_NAMES
+
+LOG_SIGMA = FEATURE_NAMES.index("log_sigma_input")
 
 
 def floor_steps(log_sigma: torch.Tensor, law: tuple[float, float]) -> torch.Tensor:

@@ -13,10 +13,10 @@ import math
 
 import torch
 
-from durr.control.features import NOISE_FREE_SIGMA
+from durr.control.features import FEATURE_NAMES, NOISE_FREE_SIGMA
 from durr.control.step_floor import LOG_SIGMA, floor_steps
 
-UPDATE = 2  # index of "update_over_sigma" in ``durr.control.features.FEATURE_NAMES``
+UPDATE = FEATURE_NAMES.index("update_over_sigma")
 
 
 def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: float | None = None,
