@@ -309,3 +309,27 @@ def test_new_families_are_benchmarked_like_the_shipped_ones(tmp_path):
     assert "not available" in table          # no model for this family: the learned rows say so
     tv = next(line for line in table.splitlines() if line.startswith("| TV Chambolle"))
     assert "—" not in tv.split("|")[2]
+
+
+def test_tuning_sources_choose_the_train_images_that_tune_and_an_unknown_one_is_refused(tmp_path, monkeypatch,
+                                                                                         capsys):
+    from durr.bench import benchmark as bench
+    from durr.cli import main
+
+    write_corpus(tmp_path / "corpus", "natural", {"dev": [smooth_image(0)],
+                                                   "train": [smooth_image(i) for i in (20, 21, 22, 23)]})
+    passed = []
+
+    def fake_run(family, test, tuning, **kwargs):
+        passed.append(tuning)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(bench, "run_benchmark", fake_run)
+    common = ["benchmark", "--family", "gaussian", "--corpus", str(tmp_path / "corpus"), "--quiet"]
+    assert main(common) == 2
+    assert main(common + ["--tuning-sources", "train-src1"]) == 2
+    assert {im.source_id for im in passed[0]} == {"train-src0", "train-src1"}
+    assert {im.source_id for im in passed[1]} == {"train-src1"} and len(passed[1]) == 2
+    assert main(common + ["--tuning-sources", "train-src1,nope"]) == 2
+    assert "--tuning-sources: ['nope'] not in the natural train split" in capsys.readouterr().err
+    assert len(passed) == 2

@@ -26,3 +26,14 @@ def test_a_cpu_trained_card_keeps_the_cpu_wording(tmp_path):
     card = write_model_card(tmp_path, _config(None), None, None).read_text()
     assert "cuda" not in card and "scripts/gpu_train_models.sh" not in card
     assert "min, stage 2" in card and "durr train all --family gaussian" in card
+
+
+def test_the_card_names_the_sources_each_stage_trained_on(tmp_path):
+    config = _config(None)
+    card = write_model_card(tmp_path, config, None, None).read_text()
+    assert card.count("every train source above") == 2
+    config["recipe"]["stage1"]["sources"] = ["skimage-camera", "skimage-moon"]
+    config["recipe"]["stage2"]["sources"] = ["skimage-coins"]
+    card = write_model_card(tmp_path, config, None, None).read_text()
+    assert "train sources `skimage-camera`, `skimage-moon` only" in card
+    assert "train sources `skimage-coins` only" in card and "every train source above" not in card

@@ -5,7 +5,7 @@ import torch
 
 from durr.data.sources import SOURCES, STAND_IN_NOTES, is_stand_in
 from durr.degrade import get_degradation
-from durr.train.pipeline import keep_scans
+from durr.train.pipeline import check_sources, keep_slices, source_filter
 from durr.train.stage2 import Stage2Config, rollout_cache_name
 
 
@@ -22,14 +22,56 @@ def test_keep_scans_drops_every_realisation_of_a_stand_in_and_keeps_the_order():
     degraded = [torch.full((4, 4), float(i)) for i in range(n)]
     reference = [t + 0.5 for t in degraded]
     levels = torch.arange(n, dtype=torch.float64)
-    deg, (kept, ref, lv) = keep_scans((get_degradation("mr-rician"), (degraded, reference, levels)), ids, per_slice)
+    bank = (get_degradation("mr-rician"), (degraded, reference, levels))
+    deg, (kept, ref, lv) = keep_slices(bank, ids, per_slice, source_filter(None, scans_only=True))
     assert [float(t[0, 0]) for t in kept] == [0, 1, 2, 6, 7, 8]
     assert [float(t[0, 0]) for t in ref] == [0.5, 1.5, 2.5, 6.5, 7.5, 8.5]
     assert lv.tolist() == [0, 1, 2, 6, 7, 8]
     with pytest.raises(ValueError, match="another corpus"):
-        keep_scans((deg, (degraded[:-1], reference[:-1], levels[:-1])), ids, per_slice)
+        keep_slices((deg, (degraded[:-1], reference[:-1], levels[:-1])), ids, per_slice, source_filter(None, True))
 
 
-def test_a_scans_only_rollout_cache_has_its_own_file():
+def test_chosen_sources_keep_only_their_realisations_and_an_empty_choice_is_an_error():
+    per_slice, ids = 2, ["ct-phantoms-train", "ct-phantoms-train", "ct-small", "ct-head-cq500"]
+    n = per_slice * len(ids)
+    degraded = [torch.full((4, 4), float(i)) for i in range(n)]
+    bank = (get_degradation("mr-rician"), (degraded, degraded, torch.arange(n, dtype=torch.float64)))
+    _, (kept, _, lv) = keep_slices(bank, ids, per_slice, source_filter(["ct-small", "ct-head-cq500"]))
+    assert lv.tolist() == [4, 5, 6, 7]
+    _, (kept, _, lv) = keep_slices(bank, ids, per_slice, source_filter(["ct-phantoms-train"]))
+    assert lv.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="no training slice"):
+        keep_slices(bank, ids, per_slice, source_filter(["texture-grass"]))
+
+
+def test_a_source_the_split_lacks_is_named_in_the_error():
+    check_sources(None, ["ct-small"], "stage2")
+    check_sources(["ct-small"], ["ct-small", "ct-phantoms-train"], "stage2")
+    with pytest.raises(ValueError, match=r"stage1.sources names \['ct-typo'\]"):
+        check_sources(["ct-small", "ct-typo"], ["ct-small"], "stage1")
+
+
+def test_a_scans_only_or_source_restricted_rollout_cache_has_its_own_file():
     names = {rollout_cache_name(Stage2Config(whole_slices=w, scans_only=s)) for w in (False, True) for s in (False, True)}
     assert len(names) == 4 and "rollouts.pt" in names
+    a = rollout_cache_name(Stage2Config(sources=["ct-small", "ct-head-j2k"]))
+    assert a == rollout_cache_name(Stage2Config(sources=["ct-head-j2k", "ct-small"])) and a not in names
+    assert a != rollout_cache_name(Stage2Config(sources=["ct-small"]))
+
+
+def test_balanced_sources_are_drawn_equally_often():
+    from durr.data.sampling import PairSampler
+    from durr.train.pipeline import balanced_weights, sampler_from_bank
+
+    ids = ["ct-phantoms-train"] * 8 + ["ct-small", "ct-head-cq500"]
+    assert balanced_weights(ids).tolist() == [0.125] * 8 + [1.0, 1.0]
+    degraded = [torch.rand(16, 16) for _ in ids]
+    levels = torch.arange(len(ids), dtype=torch.float64)  # the level tells which slice was drawn
+    bank = (get_degradation("gaussian"), (degraded, degraded, levels))
+    drawn = sampler_from_bank(bank, 8, ids).sample(3000, torch.Generator().manual_seed(0)).level
+    assert abs(float((drawn < 8).double().mean()) - 1 / 3) < 0.04
+    assert abs(float((drawn == 9).double().mean()) - 1 / 3) < 0.04
+    uniform = sampler_from_bank(bank, 8).sample(3000, torch.Generator().manual_seed(0)).level
+    assert abs(float((uniform < 8).double().mean()) - 0.8) < 0.04
+    with pytest.raises(ValueError, match="one weight per bank slice"):
+        PairSampler([], bank[0], "OT", patch=8, bank=bank[1], bank_weights=torch.ones(3))

@@ -188,3 +188,13 @@ def test_shortfalls_name_the_worst_rule_beating_the_new_policy_per_level():
         (6.0, "oracle stop", 23.0)]]
     assert shortfalls(rows) == [{"level": 6.0, "method": "base model's policy", "deficit_db": 0.5}]
     assert shortfalls(rows, tolerance_db=0.6) == []
+
+
+def test_corpus_source_choices_are_refused_for_a_user_folder(user_folder, tmp_path, tiny_durr):
+    base = tmp_path / "base"
+    save_model(base, tiny_durr("MR", "mr-rician"))
+    data = read_user_folder(user_folder, "MR")
+    cfg = UserTrainingConfig(stage2=Stage2Config(balance_sources=True, sources=["mni152"]))
+    with pytest.raises(ValueError, match="stage2.sources, stage2.balance_sources: these choose among the corpus"):
+        train_on_user_data(base, get_degradation("mr-rician"), data, tmp_path / "o", tmp_path / "w", cfg,
+                           progress=False)

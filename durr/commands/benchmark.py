@@ -31,6 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus folder (default: datasets/corpus)")
     parser.add_argument("--tuning-images", type=int, default=None,
                         help="train-split images for tuning at a seen level (default: 3)")
+    parser.add_argument("--tuning-sources", default=None,
+                        help="comma-separated train-split source ids the tuning images come from "
+                             "(default: every source; see datasets/manifest.csv)")
     parser.add_argument("--device", default="cpu", help="device of the learned methods: cpu (default), cuda or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -40,7 +43,7 @@ def _command_line(args) -> str:
     """The command that reproduces this run (options left at their default are omitted)."""
     parts = ["durr benchmark", f"--family {args.family}"]
     defaults = {"split": "dev", "levels": "seen,unseen", "methods": None, "max_images": None, "out": None,
-                "model": None, "tuning_images": None, "device": "cpu", "threads": None}
+                "model": None, "tuning_images": None, "tuning_sources": None, "device": "cpu", "threads": None}
     for key, default in defaults.items():
         value = getattr(args, key)
         if isinstance(value, list):
@@ -73,6 +76,14 @@ def run(args) -> int:
         return 2
     max_images = bench.DEFAULT_MAX_IMAGES.get(args.family) if args.max_images is None else (args.max_images or None)
     test = bench.select_images(test, max_images)
+    if args.tuning_sources:
+        wanted = [sid.strip() for sid in args.tuning_sources.split(",") if sid.strip()]
+        unknown = sorted(set(wanted) - {im.source_id for im in train})
+        if unknown:
+            print(f"durr benchmark: error: --tuning-sources: {unknown} not in the {group} train split "
+                  f"(it holds {sorted({im.source_id for im in train})})", file=sys.stderr)
+            return 2
+        train = [im for im in train if im.source_id in wanted]
     train = bench.select_images(train, args.tuning_images or bench.TUNING_IMAGES)
     methods = [m.strip() for item in args.methods for m in item.split(",") if m.strip()] if args.methods else None
     try:

@@ -79,10 +79,11 @@ class PairSampler:
     patch : crop side in pixels.
     spacings : pixel spacing per slice in mm (CT physics only).
     bank : optional (degraded list, reference list, level tensor) replacing on-the-fly degradation.
+    bank_weights : optional (N,) relative probability of drawing each bank slice (default: uniform).
     """
 
     def __init__(self, clean: list[np.ndarray], degradation, modality: str, patch: int = 64,
-                 spacings: list[float] | None = None, bank=None):
+                 spacings: list[float] | None = None, bank=None, bank_weights: torch.Tensor | None = None):
         if not clean and bank is None:
             raise ValueError("PairSampler needs at least one clean slice")
         self.clean = [torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in clean]
@@ -91,6 +92,9 @@ class PairSampler:
         self.patch = patch
         self.spacings = spacings or [0.7] * len(clean)
         self.bank = bank
+        if bank_weights is not None and (bank is None or len(bank_weights) != len(bank[0])):
+            raise ValueError("bank_weights needs a bank and one weight per bank slice")
+        self.bank_weights = None if bank_weights is None else torch.as_tensor(bank_weights, dtype=torch.float64)
         # the working-domain scale of each bank slice, computed once
         self.bank_scales = None if bank is None else [robust_scale(t[None, None], modality) for t in bank[0]]
         sizes = [t.shape for t in (bank[0] if bank else self.clean)]
@@ -117,7 +121,10 @@ class PairSampler:
         ys, xs, levels = [], [], []
         if self.bank is not None:
             degraded, reference, bank_levels = self.bank
-            idx = torch.randint(0, len(degraded), (batch,), generator=generator).tolist()
+            if self.bank_weights is None:
+                idx = torch.randint(0, len(degraded), (batch,), generator=generator).tolist()
+            else:
+                idx = torch.multinomial(self.bank_weights, batch, replacement=True, generator=generator).tolist()
             for k in idx:
                 y, x = self._crop(degraded[k][None, None], reference[k][None, None], generator)
                 scale = self.bank_scales[k]

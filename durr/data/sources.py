@@ -47,11 +47,17 @@ class Source:
 
 
 SOURCES: tuple[Source, ...] = (
-    # --- CT: generated phantoms for training, the two real 512x512 slices kept for dev ---
+    # --- CT: generated phantoms and three real slices for training, two real 512x512 slices for dev ---
     Source("ct", "ct-phantoms-train", "phantom", "random_ct_phantom", "CT", PHANTOM_LICENCE, "train",
            count=96, seed=0, note="512x512, spacing U(0.6, 0.9) mm"),
     Source("ct", "ct-small", "pydicom", "CT_small.dcm", "CT", PYDICOM_LICENCE, "train",
            note="real CT, 128x128"),
+    # Real head CT slices added in the sixth session for the stopping policy: the restorer of the
+    # shipped model was trained before they were in the corpus (its recipe's restorer_sources).
+    Source("ct", "ct-head-cq500", "pydicom-data", "693_UNCR.dcm", "CT", PYDICOM_DATA_LICENCE, "train",
+           note="real head CT (CQ500 case 310), 512x512 at 0.48 mm, uncompressed"),
+    Source("ct", "ct-head-j2k", "pydicom", "J2K_pixelrep_mismatch.dcm", "CT", PYDICOM_LICENCE, "train",
+           note="real head CT, 512x512 at 0.43 mm, JPEG 2000 lossless"),
     Source("ct", "ct-abdomen", "pydicom-data", "explicit_VR-UN.dcm", "CT", PYDICOM_DATA_LICENCE, "dev",
            note="real abdominal CT, 512x512, JPEG 2000"),
     Source("ct", "ct-thoracic-spine", "pydicom-data", "bad_sequence.dcm", "CT", PYDICOM_DATA_LICENCE, "dev",

@@ -29,6 +29,12 @@ def _knee_sentence(knee: dict | None) -> str:
             f"on them against {scores['policy alone']:.2f} for the policy alone).")
 
 
+def _sources_phrase(sources: list[str] | None) -> str:
+    if not sources:
+        return "every train source above"
+    return "train sources " + ", ".join(f"`{sid}`" for sid in sources) + " only"
+
+
 def _manifest_rows(family: str, manifest: Path) -> list[dict]:
     group = GROUP_OF_FAMILY.get(family)
     with open(manifest, newline="") as f:
@@ -82,12 +88,14 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         "",
         f"- Stage 1: {s1['iterations']} iterations, batch {s1['batch']} patches of {s1['patch']}x{s1['patch']}, "
         f"Adam lr {s1['lr']:g} cosine to {s1['lr_min']:g}, schedule {s1['n_min']}..{s1['n_max']} steps "
-        f"(mildest..heaviest seen level), overshoot weight {s1['overshoot_weight']:g}, seed {s1['seed']}.",
+        f"(mildest..heaviest seen level), overshoot weight {s1['overshoot_weight']:g}, seed {s1['seed']}; "
+        f"{_sources_phrase(s1.get('sources'))}.",
         "- Stage 2 (REINFORCE, restorer frozen): "
         + (f"rollouts of whole bank slices (at most {s2['episodes']})" if s2.get("whole_slices")
            else f"{s2['episodes']} rollouts of {s2['patch']}x{s2['patch']}")
         + (" of scans only (the textures and photographs of the training split left out)"
            if s2.get("scans_only") else "")
+        + f" ({_sources_phrase(s2.get('sources'))})"
         + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}."
         + _floor_sentence(training.get("stage2_step_floor")) + _knee_sentence(training.get("stage2_knee_guard")),

@@ -11,6 +11,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yaml
@@ -85,7 +86,7 @@ def load_recipe(family: str, config_path: str | None) -> RecipeConfig:
 def load_bank(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
               progress: bool = True, device: torch.device | str = "cpu"):
     """The family's degradation and its bank of degraded train-split slices (cached in ``work_dir``;
-    degraded on ``device``, stored on the CPU)."""
+    degraded on ``device``, stored on the CPU), every slice of the split in order."""
     from durr.degrade import get_degradation
 
     deg = get_degradation(cfg.family)
@@ -93,51 +94,96 @@ def load_bank(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path |
         deg = type(deg)(**cfg.degradation_options)
     data = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus)
     cache = None if work_dir is None else Path(work_dir) / f"bank_{cfg.bank_per_slice}_{cfg.stage1.seed}.pt"
-    return deg, build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress,
-                           device)
+    bank = build_bank(data.images, data.spacings, deg, cfg.bank_per_slice, cfg.stage1.seed, cache, progress, device)
+    if len(bank[0]) != len(data.images) * cfg.bank_per_slice:
+        raise ValueError(f"{cache}: the degradation bank holds {len(bank[0])} slices, not {len(data.images)} x "
+                         f"{cfg.bank_per_slice}: it was built from another corpus; delete it")
+    return deg, bank
 
 
-def sampler_from_bank(bank, patch: int) -> PairSampler:
+def sampler_from_bank(bank, patch: int, source_ids: list[str] | None = None) -> PairSampler:
     """Random ``patch`` crops of a ``load_bank``-style (degradation, (degraded, reference, levels)).
 
-    Slices smaller than the patch are left out.
+    Slices smaller than the patch are left out. ``source_ids`` (one per bank slice): draw so that
+    every source weighs the same (``balanced_weights``).
     """
     deg, (degraded, reference, levels) = bank
     keep = [i for i, t in enumerate(degraded) if min(t.shape) >= patch]
     if not keep:
         raise ValueError(f"no training slice is at least {patch}x{patch} pixels")
     kept = ([degraded[i] for i in keep], [reference[i] for i in keep], levels[keep])
-    return PairSampler([], deg, deg.modality, patch=patch, bank=kept)
+    weights = None if source_ids is None else balanced_weights([source_ids[i] for i in keep])
+    return PairSampler([], deg, deg.modality, patch=patch, bank=kept, bank_weights=weights)
 
 
-def keep_scans(bank, source_ids: list[str], per_slice: int):
-    """The bank without the realisations of stand-in natural images (``durr.data.sources.is_stand_in``).
+def balanced_weights(source_ids: list[str]) -> torch.Tensor:
+    """(N,) weights, 1 / (slices of the same source): each source is drawn equally often."""
+    counts = {sid: source_ids.count(sid) for sid in set(source_ids)}
+    return torch.tensor([1.0 / counts[sid] for sid in source_ids], dtype=torch.float64)
+
+
+def keep_slices(bank, source_ids: list[str], per_slice: int, keep: Callable[[str], bool]):
+    """The bank's realisations of the slices whose source id passes ``keep``, in order.
 
     ``bank`` is ``load_bank``'s (degradation, (degraded, reference, levels)), ``per_slice``
-    realisations of each slice in ``source_ids`` order.
+    realisations of each slice in ``source_ids`` order. Raises ValueError when no slice is kept.
     """
     deg, (degraded, reference, levels) = bank
     if len(degraded) != len(source_ids) * per_slice:
         raise ValueError(f"the degradation bank holds {len(degraded)} slices, not {len(source_ids)} x {per_slice}: "
                          "it was built from another corpus; delete it from the work folder")
-    keep = [k * per_slice + r for k, sid in enumerate(source_ids) if not is_stand_in(sid) for r in range(per_slice)]
-    return deg, ([degraded[i] for i in keep], [reference[i] for i in keep], levels[keep])
+    keep_idx = [k * per_slice + r for k, sid in enumerate(source_ids) if keep(sid) for r in range(per_slice)]
+    if not keep_idx:
+        raise ValueError("no training slice is left after choosing sources")
+    return deg, ([degraded[i] for i in keep_idx], [reference[i] for i in keep_idx], levels[keep_idx])
+
+
+def source_filter(sources: list[str] | None, scans_only: bool = False) -> Callable[[str], bool]:
+    """Which train-split source ids a stage uses: those listed (all when None), without stand-ins
+    when ``scans_only``."""
+    return lambda sid: (sources is None or sid in sources) and not (scans_only and is_stand_in(sid))
+
+
+def check_sources(sources: list[str] | None, source_ids: list[str], stage: str) -> None:
+    """A clear error for a configured source that the train split does not hold."""
+    unknown = sorted(set(sources or ()) - set(source_ids))
+    if unknown:
+        raise ValueError(f"{stage}.sources names {unknown}, not in the corpus's train split "
+                         f"(it holds {sorted(set(source_ids))}); rebuild the corpus or fix the recipe")
+
+
+def stage_bank(bank, corpus: Path, cfg: RecipeConfig, stage: str):
+    """``bank`` restricted to the slices ``cfg.stage1`` or ``cfg.stage2`` trains on (its ``sources``,
+    and for stage 2 ``scans_only``), with the source id of each kept realisation (None when the
+    stage takes the whole bank and does not balance sources)."""
+    sub = getattr(cfg, stage)
+    scans_only = stage == "stage2" and cfg.stage2.scans_only
+    balanced = stage == "stage2" and cfg.stage2.balance_sources
+    if sub.sources is None and not scans_only and not balanced:
+        return bank, None
+    source_ids = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus).source_ids
+    check_sources(sub.sources, source_ids, stage)
+    keep = source_filter(sub.sources, scans_only)
+    kept_ids = [sid for sid in source_ids if keep(sid) for _ in range(cfg.bank_per_slice)]
+    return keep_slices(bank, source_ids, cfg.bank_per_slice, keep), kept_ids
 
 
 def policy_sampler(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
                    progress: bool = True, bank=None) -> PairSampler:
-    """Stage 2's pairs: the bank's slices, those of scans only when ``cfg.stage2.scans_only``."""
-    bank = bank or load_bank(cfg, corpus, work_dir, progress)
-    if cfg.stage2.scans_only:
-        source_ids = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus).source_ids
-        bank = keep_scans(bank, source_ids, cfg.bank_per_slice)
-    return sampler_from_bank(bank, cfg.stage2.patch)
+    """Stage 2's pairs: the bank's slices of ``cfg.stage2.sources``, of scans only when ``scans_only``,
+    every source drawn equally often when ``balance_sources``."""
+    if cfg.stage2.balance_sources and cfg.stage2.whole_slices:
+        raise ValueError("stage2.balance_sources draws crops; it does not combine with stage2.whole_slices")
+    bank, source_ids = stage_bank(bank or load_bank(cfg, corpus, work_dir, progress), corpus, cfg, "stage2")
+    return sampler_from_bank(bank, cfg.stage2.patch, source_ids if cfg.stage2.balance_sources else None)
 
 
 def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
                  progress: bool = True, bank=None, device: torch.device | str = "cpu") -> PairSampler:
-    """Training pairs from the corpus's train split; ``bank`` reuses a ``load_bank`` result."""
-    return sampler_from_bank(bank or load_bank(cfg, corpus, work_dir, progress, device), patch)
+    """Stage 1's pairs from the corpus's train split (``cfg.stage1.sources``); ``bank`` reuses a
+    ``load_bank`` result."""
+    bank = bank or load_bank(cfg, corpus, work_dir, progress, device)
+    return sampler_from_bank(stage_bank(bank, corpus, cfg, "stage1")[0], patch)
 
 
 def best_fixed_steps(psnr: torch.Tensor) -> int:
@@ -152,7 +198,7 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
     work_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     bank = load_bank(cfg, corpus, work_dir, progress, device)
-    sampler = make_sampler(cfg, cfg.stage1.patch, bank=bank)
+    sampler = make_sampler(cfg, cfg.stage1.patch, corpus, bank=bank)
 
     torch.manual_seed(cfg.stage1.seed)
     model = DURR(cfg.model)

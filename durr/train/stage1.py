@@ -43,6 +43,8 @@ class Stage1Config:
     checkpoint_every: int = 50
     log_every: int = 10
     compile: bool = False     # torch.compile the convolutions (the unit for DURR), CPU or CUDA
+    # Train-split sources (manifest source ids) the restorer learns from; None: all of them.
+    sources: list[str] | None = None
 
 
 def load_restorer_state(model: torch.nn.Module, state: dict) -> None:

@@ -48,6 +48,13 @@ class Stage2Config:
     # grows as a power of the input's noise level) on the same rollouts; kept only if it beats
     # the policy alone there.
     step_floor: bool = False
+    # Train-split sources (manifest source ids) the rollouts come from; None: all of them. The CT
+    # recipe rolls out real scans only: a restorer trained on phantoms over-smooths real anatomy
+    # sooner than phantoms, and the policy must learn where that starts.
+    sources: list[str] | None = None
+    # Draw crops so that every source weighs the same in the rollouts (not every slice): a few real
+    # scans then count as much as a hundred generated phantoms. Crops only (not whole_slices).
+    balance_sources: bool = False
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
 
@@ -126,6 +133,10 @@ def restorer_fingerprint(model: DURR) -> str:
 def rollout_cache_name(cfg: Stage2Config, prefix: str = "rollouts") -> str:
     """File name of a rollout bank cache: crops keep the historical ``rollouts.pt``."""
     name = prefix if not cfg.whole_slices else f"{prefix}_whole_{cfg.episodes}_{cfg.horizon}"
+    if cfg.sources is not None:
+        name += "_src-" + hashlib.sha256(",".join(sorted(cfg.sources)).encode()).hexdigest()[:8]
+    if cfg.balance_sources:
+        name += "_balanced"
     return f"{name}_scans.pt" if cfg.scans_only else f"{name}.pt"
 
 

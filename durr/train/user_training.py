@@ -87,6 +87,13 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
     world = world or World()
     if cfg.what not in ("policy", "restorer"):
         raise ValueError(f"what must be 'policy' or 'restorer', got {cfg.what!r}")
+    corpus_only = [name for name, on in (("stage1.sources", cfg.stage1.sources is not None),
+                                         ("stage2.sources", cfg.stage2.sources is not None),
+                                         ("stage2.scans_only", cfg.stage2.scans_only),
+                                         ("stage2.balance_sources", cfg.stage2.balance_sources)) if on]
+    if corpus_only:
+        raise ValueError(f"{', '.join(corpus_only)}: these choose among the corpus's sources and do not apply to "
+                         "a folder of your scans (every scan is used; see --heldout)")
     base_dir = resolve_model_dir(base)
     base_model = load_model(base_dir)
     if base_model.config.modality != degradation.modality:
