@@ -94,8 +94,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         + (f"rollouts of whole bank slices (at most {s2['episodes']})" if s2.get("whole_slices")
            else f"{s2['episodes']} rollouts of {s2['patch']}x{s2['patch']}")
         + (" of scans only (the textures and photographs of the training split left out)"
-           if s2.get("scans_only") else "")
-        + f" ({_sources_phrase(s2.get('sources'))})"
+           if s2.get("scans_only") and not s2.get("sources") else f" of {_sources_phrase(s2.get('sources'))}")
+        + (", each source drawn equally often," if s2.get("balance_sources") else "")
         + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}."
         + _floor_sentence(training.get("stage2_step_floor")) + _knee_sentence(training.get("stage2_knee_guard")),
