@@ -75,3 +75,26 @@ def test_balanced_sources_are_drawn_equally_often():
     assert abs(float((uniform < 8).double().mean()) - 0.8) < 0.04
     with pytest.raises(ValueError, match="one weight per bank slice"):
         PairSampler([], bank[0], "OT", patch=8, bank=bank[1], bank_weights=torch.ones(3))
+
+
+def test_a_balanced_whole_slice_bank_is_redrawn_with_the_weights_of_the_slices_it_rolled_out():
+    from types import SimpleNamespace
+
+    from durr.train.stage2 import resample_whole_slice_bank, whole_slice_choice
+
+    cfg = Stage2Config(whole_slices=True, balance_sources=True, episodes=400)
+    weights = torch.tensor([1.0] * 9 + [9.0], dtype=torch.float64)   # slice 9 weighs as much as the rest
+    sampler = SimpleNamespace(bank=([None] * 10,), bank_weights=weights)
+    chosen = whole_slice_choice(10, cfg.episodes, torch.Generator().manual_seed(cfg.reinforce.seed))
+    assert sorted(chosen) == list(range(10))
+    bank = (torch.tensor(chosen, dtype=torch.float64)[:, None], torch.zeros(10, 3), torch.tensor(chosen))
+    features, psnr, levels = resample_whole_slice_bank(bank, sampler, cfg)
+    assert features.shape == (10, 1) and psnr.shape == (10, 3)
+    assert torch.equal(features[:, 0].long(), levels)   # rows stay together
+    n = 1000
+    cfg = Stage2Config(whole_slices=True, balance_sources=True, episodes=n)
+    order = torch.tensor(whole_slice_choice(n, n, torch.Generator().manual_seed(cfg.reinforce.seed)))
+    big = (order[:, None].double(), torch.zeros(n, 3), order % 10)           # rows in rollout order
+    sampler = SimpleNamespace(bank=([None] * n,), bank_weights=weights.repeat(n // 10))  # slice k: weight of k % 10
+    _, _, drawn = resample_whole_slice_bank(big, sampler, cfg)
+    assert abs(float((drawn == 9).double().mean()) - 0.5) < 0.06

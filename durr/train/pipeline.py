@@ -172,8 +172,6 @@ def policy_sampler(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: P
                    progress: bool = True, bank=None) -> PairSampler:
     """Stage 2's pairs: the bank's slices of ``cfg.stage2.sources``, of scans only when ``scans_only``,
     every source drawn equally often when ``balance_sources``."""
-    if cfg.stage2.balance_sources and cfg.stage2.whole_slices:
-        raise ValueError("stage2.balance_sources draws crops; it does not combine with stage2.whole_slices")
     bank, source_ids = stage_bank(bank or load_bank(cfg, corpus, work_dir, progress), corpus, cfg, "stage2")
     return sampler_from_bank(bank, cfg.stage2.patch, source_ids if cfg.stage2.balance_sources else None)
 

@@ -52,8 +52,9 @@ class Stage2Config:
     # recipe rolls out real scans only: a restorer trained on phantoms over-smooths real anatomy
     # sooner than phantoms, and the policy must learn where that starts.
     sources: list[str] | None = None
-    # Draw crops so that every source weighs the same in the rollouts (not every slice): a few real
-    # scans then count as much as a hundred generated phantoms. Crops only (not whole_slices).
+    # Every source weighs the same in the rollouts (not every slice): a few real scans then count as
+    # much as a hundred generated phantoms. Crops are drawn with those weights; whole-slice
+    # rollouts are resampled with them (with replacement) before REINFORCE and the fits.
     balance_sources: bool = False
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
@@ -102,9 +103,13 @@ def _episode(model: DURR, y: torch.Tensor, clean: torch.Tensor, horizon: int) ->
     return [feats, psnr]
 
 
+def whole_slice_choice(count: int, episodes: int, generator: torch.Generator) -> list[int]:
+    """The bank slices a whole-slice rollout bank rolls out, in order (the generator's first draw)."""
+    return torch.randperm(count, generator=generator)[:min(episodes, count)].tolist()
+
+
 def _whole_slice_bank(model, sampler, episodes, horizon, generator, progress, world):
-    count = len(sampler.bank[0])
-    chosen = torch.randperm(count, generator=generator)[:min(episodes, count)].tolist()
+    chosen = whole_slice_choice(len(sampler.bank[0]), episodes, generator)
     mine: dict[int, list[torch.Tensor]] = {}
     mine_idx = list(range(world.rank, len(chosen), world.size))
     for i in tqdm(mine_idx, disable=not (progress and world.rank == 0), desc="stage 2 rollouts (whole slices)",
@@ -112,6 +117,17 @@ def _whole_slice_bank(model, sampler, episodes, horizon, generator, progress, wo
         pairs = sampler.whole(chosen[i])
         mine[i] = _episode(model, pairs.degraded, pairs.clean, horizon) + [pairs.level]
     return tuple(gather_chunks(mine, world))
+
+
+def resample_whole_slice_bank(bank, sampler: PairSampler, cfg: Stage2Config):
+    """A whole-slice rollout bank (features, psnr, levels) redrawn, as many episodes, with
+    replacement and the sampler's ``bank_weights`` of the slices it rolled out."""
+    chosen = whole_slice_choice(len(sampler.bank[0]), cfg.episodes,
+                                torch.Generator().manual_seed(cfg.reinforce.seed))
+    weights = sampler.bank_weights[chosen]
+    idx = torch.multinomial(weights, len(chosen), replacement=True,
+                            generator=torch.Generator().manual_seed(cfg.reinforce.seed + 1))
+    return tuple(t[idx] for t in bank)
 
 
 def fresh_policy(model: DURR, seed: int) -> None:
@@ -135,7 +151,7 @@ def rollout_cache_name(cfg: Stage2Config, prefix: str = "rollouts") -> str:
     name = prefix if not cfg.whole_slices else f"{prefix}_whole_{cfg.episodes}_{cfg.horizon}"
     if cfg.sources is not None:
         name += "_src-" + hashlib.sha256(",".join(sorted(cfg.sources)).encode()).hexdigest()[:8]
-    if cfg.balance_sources:
+    if cfg.balance_sources and not cfg.whole_slices:  # whole slices: the same rollouts, resampled later
         name += "_balanced"
     return f"{name}_scans.pt" if cfg.scans_only else f"{name}.pt"
 
@@ -163,6 +179,8 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
             save_checkpoint(bank_cache, {"features": features, "psnr": psnr, "levels": levels,
                                          "restorer": fingerprint})
         barrier(world)
+    if cfg.whole_slices and sampler.bank_weights is not None:
+        features, psnr, levels = resample_whole_slice_bank((features, psnr, levels), sampler, cfg)
     bar = tqdm(total=cfg.reinforce.iterations, disable=not (progress and world.rank == 0),
                desc="stage 2 REINFORCE", unit="it")
 
