@@ -98,3 +98,39 @@ def test_a_balanced_whole_slice_bank_is_redrawn_with_the_weights_of_the_slices_i
     sampler = SimpleNamespace(bank=([None] * n,), bank_weights=weights.repeat(n // 10))  # slice k: weight of k % 10
     _, _, drawn = resample_whole_slice_bank(big, sampler, cfg)
     assert abs(float((drawn == 9).double().mean()) - 0.5) < 0.06
+
+
+def test_each_stage_takes_its_sources_from_the_recipe_bank(tmp_path):
+    import json
+
+    import numpy as np
+
+    from durr.train.pipeline import RecipeConfig, load_bank, make_sampler, policy_sampler, stage_bank
+
+    folder = tmp_path / "natural"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    ids = ["src-a", "src-a", "src-b"]
+    np.savez(folder / "train.npz", **{f"slice_{i:05d}": rng.random((40, 40), dtype=np.float32) for i in range(3)})
+    (folder / "train.json").write_text(json.dumps([{"source_id": s, "spacing_mm": 1.0, "shape": [40, 40]}
+                                                   for s in ids]))
+    cfg = RecipeConfig.for_family("gaussian", {"bank_per_slice": 2, "stage1": {"sources": ["src-a"]},
+                                               "stage2": {"balance_sources": True, "patch": 32}})
+    bank = load_bank(cfg, tmp_path, progress=False)
+    restorer_bank, restorer_ids = stage_bank(bank, tmp_path, cfg, "stage1")
+    assert len(restorer_bank[1][0]) == 4 and restorer_ids == ["src-a"] * 4
+    assert torch.equal(restorer_bank[1][2], bank[1][2][:4])
+    assert make_sampler(cfg, 32, tmp_path, bank=bank).bank_weights is None
+    weights = policy_sampler(cfg, tmp_path, bank=bank).bank_weights
+    assert weights.tolist() == [0.25] * 4 + [0.5] * 2          # src-a and src-b weigh the same
+    cfg.stage1.sources = ["src-c"]
+    with pytest.raises(ValueError, match=r"stage1.sources names \['src-c'\]"):
+        make_sampler(cfg, 32, tmp_path, bank=bank)
+    from durr.train.checkpoint import save_checkpoint
+
+    work = tmp_path / "work"
+    work.mkdir()
+    stale = [torch.zeros(40, 40)] * 2
+    save_checkpoint(work / "bank_2_0.pt", {"degraded": stale, "reference": stale, "levels": torch.ones(2)})
+    with pytest.raises(ValueError, match="built from another corpus; delete it"):
+        load_bank(cfg, tmp_path, work, progress=False)
