@@ -131,6 +131,7 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     training = extra.setdefault("training", {})
     training.update(stage2_final=result["history"][-1], stage2_feature_selection=result["feature_selection"],
                     stage2_knee_guard=result["knee_guard"], stage2_step_floor=result["step_floor"],
+                    stage2_moved_cap=result["moved_cap"],
                     stage2_seconds=time.perf_counter() - t0)
     extra.setdefault("recipe", {})["stage2"] = asdict(cfg.stage2)
     save_model(args.out or folder, model, baseline, extra_config=extra)

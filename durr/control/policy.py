@@ -27,8 +27,13 @@ class PolicyConfig:
     knee_ratio: float | None = None
     # the step floor's law (a, b) (``durr.control.step_floor``), fitted in stage 2; None: no floor
     step_floor: tuple[float, float] | None = None
+    # the discrepancy cap (``durr.control.moved_cap``): stop once rms(x_n - y) / sigma_y reaches it;
+    # fitted in stage 2; None: no cap
+    moved_cap: float | None = None
 
     def __post_init__(self):
+        if self.moved_cap is not None and not self.moved_cap > 0.0:
+            raise ValueError(f"moved_cap must be positive or unset, got {self.moved_cap}")
         if self.step_floor is not None:
             if len(self.step_floor) != 2:
                 raise ValueError(f"step_floor must be a pair (a, b), got {self.step_floor}")

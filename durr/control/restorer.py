@@ -26,6 +26,7 @@ from durr.control.features import noise_free, noise_sigma, state_features, updat
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.step_floor import LOG_SIGMA, floor_steps
+from durr.control.stopping import MOVED
 from durr.control.sure import probe, probe_step, sure_risk
 from durr.control.unit import RestorationUnit, UnitConfig
 
@@ -144,7 +145,8 @@ class DURR(nn.Module):
                 p = self.policy.stop_probability(feats)
                 probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
                 floor = self._step_floor(feats) if n == 0 else floor
-                active = active & ((p <= 0.5) | (n < floor)) & ~((n == 0) & noise_free(sigma_y))
+                active = (active & ((p <= 0.5) | (n < floor)) & ~((n == 0) & noise_free(sigma_y))
+                          & ~self._over_cap(feats))
             if n == cap or not active.any():
                 break
             x_next, state = self.step(x, y, state, n)
@@ -170,6 +172,14 @@ class DURR(nn.Module):
             return torch.zeros(feats.shape[0], dtype=torch.long, device=feats.device)
         return floor_steps(feats[:, LOG_SIGMA], law).to(feats.device)
 
+    def _over_cap(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the state (features (B, F)) has moved as far from the input as the
+        discrepancy cap allows (``durr.control.moved_cap``); all False without a cap."""
+        limit = self.config.policy.moved_cap
+        if limit is None:
+            return torch.zeros(feats.shape[0], dtype=torch.bool, device=feats.device)
+        return feats[:, MOVED] >= limit
+
     def _rollout_guarded(self, y: torch.Tensor, cap: int, record: bool) -> Rollout:
         """Policy stopping with the knee guard: before moving on from ``x_n`` the next step is
         computed, and the image stops at ``x_n`` when that step's update is below
@@ -190,6 +200,7 @@ class DURR(nn.Module):
             if n == 0:
                 floor = self._step_floor(feats)
                 active = active & ~noise_free(sigma_y)
+            active = active & ~self._over_cap(feats)
             if n == cap or not active.any():
                 break
             x_next, state = self.step(x, y, state, n)

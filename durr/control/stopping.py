@@ -4,7 +4,8 @@
 benchmarks of many policies need the same decisions from recorded features. This module is
 that rule in one place: the policy's first stop probability over 0.5, wrapped by the knee guard
 (``durr.control.knee``) and the step floor (``durr.control.step_floor``) when the policy's
-config has them, and step 0 for an input without measurable noise.
+config has them, the discrepancy cap (``durr.control.moved_cap``) over both, and step 0 for an
+input without measurable noise.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from durr.control.features import FEATURE_NAMES, NOISE_FREE_SIGMA
 from durr.control.step_floor import LOG_SIGMA, floor_steps
 
 UPDATE = FEATURE_NAMES.index("update_over_sigma")
+MOVED = FEATURE_NAMES.index("moved_over_sigma")
 
 
 def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: float | None = None,
-               step_floor: tuple[float, float] | None = None) -> torch.Tensor:
+               step_floor: tuple[float, float] | None = None, moved_cap: float | None = None) -> torch.Tensor:
     """The stop step of each trajectory.
 
     stop_prob (B, T+1) the policy's stop probability per step; features (B, T+1, NUM_FEATURES)
@@ -35,14 +37,16 @@ def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: floa
     if step_floor is not None:
         steps = torch.arange(stop.shape[1], device=stop.device)
         stop = stop & (steps[None, :] >= floor_steps(features[:, 0, LOG_SIGMA], step_floor)[:, None])
+    if moved_cap is not None:  # over the floor too: a safety net for inputs without removable noise
+        stop = stop | (features[:, :, MOVED] >= moved_cap)
     stop[:, 0] |= features[:, 0, LOG_SIGMA] < math.log(NOISE_FREE_SIGMA)  # no measurable noise
     stop[:, -1] = True
     return torch.argmax(stop.int(), dim=1)
 
 
 def policy_stops(policy, features: torch.Tensor) -> torch.Tensor:
-    """``stop_steps`` of a ``StopPolicy`` with the guard and floor of its own config; (B,) int64."""
+    """``stop_steps`` of a ``StopPolicy`` with the guard, floor and cap of its own config; (B,) int64."""
     with torch.no_grad():
         stop_prob = policy.stop_probability(features.float())
     cfg = policy.config
-    return stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor)
+    return stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, cfg.moved_cap)

@@ -35,6 +35,18 @@ def _sources_phrase(sources: list[str] | None) -> str:
     return "train sources " + ", ".join(f"`{sid}`" for sid in sources) + " only"
 
 
+def _cap_sentence(cap: dict | None) -> str:
+    if not cap:
+        return ""
+    scores = cap["bank_psnr_by_cap"]
+    if cap["moved_cap"] is None:
+        return (" Discrepancy cap (`durr.control.moved_cap`) tried on the same rollouts and left off: it cost "
+                f"PSNR there ({scores['capped']:.2f} against {scores['no cap']:.2f} dB).")
+    return (f" Discrepancy cap (`durr.control.moved_cap`): stop once rms(x_n - y) / sigma_y reaches "
+            f"{cap['moved_cap']:g}, 1.5 x the largest value at a best step of the same rollouts "
+            f"({scores['largest at best step']:.2f}); free there ({scores['capped']:.2f} dB with and without).")
+
+
 def _manifest_rows(family: str, manifest: Path) -> list[dict]:
     group = GROUP_OF_FAMILY.get(family)
     with open(manifest, newline="") as f:
@@ -98,7 +110,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         + (", each source drawn equally often," if s2.get("balance_sources") else "")
         + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}."
-        + _floor_sentence(training.get("stage2_step_floor")) + _knee_sentence(training.get("stage2_knee_guard")),
+        + _floor_sentence(training.get("stage2_step_floor")) + _knee_sentence(training.get("stage2_knee_guard"))
+        + _cap_sentence(training.get("stage2_moved_cap")),
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
         f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min"
         + (f" on {training['stage1_device']}; stage 2" if on_gpu else ", stage 2")

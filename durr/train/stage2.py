@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from durr.control.features import NUM_FEATURES, trajectory_features
 from durr.control.knee import fit_knee_ratio
+from durr.control.moved_cap import fit_moved_cap
 from durr.control.step_floor import fit_step_floor
 from durr.control.stopping import policy_stops
 from durr.control.policy import PolicyConfig, StopPolicy
@@ -48,6 +49,9 @@ class Stage2Config:
     # grows as a power of the input's noise level) on the same rollouts; kept only if it beats
     # the policy alone there.
     step_floor: bool = False
+    # After the floor and the guard, fit the discrepancy cap (``durr.control.moved_cap``): the
+    # tightest cap on rms(x_n - y) / sigma_y that costs nothing on the same rollouts.
+    moved_cap: bool = False
     # Train-split sources (manifest source ids) the rollouts come from; None: all of them. The CT
     # recipe rolls out real scans only: a restorer trained on phantoms over-smooths real anatomy
     # sooner than phantoms, and the policy must learn where that starts.
@@ -198,17 +202,22 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
             fresh_policy(model, cfg.reinforce.seed)
     history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
-    model.config.policy.knee_ratio = model.config.policy.step_floor = None
+    model.config.policy.knee_ratio = model.config.policy.step_floor = model.config.policy.moved_cap = None
     floor = fit_floor(model, features, psnr) if cfg.step_floor else {}
     knee = {}
     if cfg.knee_guard:
         ratio, scores = fit_knee_ratio(model.policy, features, psnr)
         model.config.policy.knee_ratio = ratio
         knee = {"knee_ratio": ratio, "bank_psnr_by_ratio": scores}
+    cap = {}
+    if cfg.moved_cap:
+        value, scores = fit_moved_cap(model.policy, features, psnr)
+        model.config.policy.moved_cap = value
+        cap = {"moved_cap": value, "bank_psnr_by_cap": scores}
     for p in model.unit.parameters():
         p.requires_grad_(True)
     return {"history": history, "bank_levels": levels, "bank_psnr": psnr, "feature_selection": selection,
-            "knee_guard": knee, "step_floor": floor}
+            "knee_guard": knee, "step_floor": floor, "moved_cap": cap}
 
 
 def fit_floor(model: DURR, features: torch.Tensor, psnr: torch.Tensor) -> dict:

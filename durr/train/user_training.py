@@ -151,7 +151,7 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
             "seconds": {"bank": t_bank, "stage1": (stage1 or {}).get("seconds", 0.0),
                         "stage2": t2 - t1, "training_total": t2 - t0, "heldout_evaluation": t3 - t2},
             "stage2_final": result["history"][-1], "feature_selection": result["feature_selection"],
-            "knee_guard": result["knee_guard"], "step_floor": result["step_floor"],
+            "knee_guard": result["knee_guard"], "step_floor": result["step_floor"], "moved_cap": result["moved_cap"],
             "policy_features": list(model.config.policy.features), "heldout": rows,
             "shortfalls": behind,
         },
