@@ -174,7 +174,7 @@ def restore_page(loaded, scan_key: str, model, model_key: str, index: int, image
     diff_view, half = views.difference_view(diff, floor=1e-3 * (window[1] - window[0]))
     columns = st.columns(3)
     columns[0].image(views.to_uint8(image, window), caption="original", width="stretch")
-    columns[1].image(views.to_uint8(restored, window), caption=f"restored ({steps} steps)", width="stretch")
+    columns[1].image(views.to_uint8(restored, window), caption=f"restored ({views.steps_text(steps)})", width="stretch")
     columns[2].image(diff_view, caption=f"difference restored - original (grey 0, black/white -/+{half:.3g}{unit})",
                      width="stretch")
 
@@ -246,8 +246,8 @@ def study_page(loaded, scan_key: str, model, model_key: str, index: int, image: 
                           float(scan.spacing[-1]), model)
     s = result.scores
     show_images([(result.degraded, f"degraded, {views.format_level(family, level, result.seen)}"),
-                 (result.policy, f"policy stop ({result.policy_steps} steps)"),
-                 (result.oracle, f"oracle stop ({result.oracle_steps} steps)"),
+                 (result.policy, f"policy stop ({views.steps_text(result.policy_steps)})"),
+                 (result.oracle, f"oracle stop ({views.steps_text(result.oracle_steps)})"),
                  (result.reference, "clean reference")], window)
     rows = [{"": name, "steps": steps, "PSNR (dB)": f"{s[key]['psnr']:.2f}", "SSIM": f"{s[key]['ssim']:.4f}"}
             for name, key, steps in (("degraded", "degraded", "0 (input)"),

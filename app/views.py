@@ -61,6 +61,11 @@ def difference_view(diff: np.ndarray, half_range: float | None = None,
     return to_uint8(diff, (-half_range, half_range)), half_range
 
 
+def steps_text(count: int) -> str:
+    """``"1 step"``, ``"3 steps"``."""
+    return f"{count} step" if int(count) == 1 else f"{count} steps"
+
+
 def stop_probability_figure(stop_prob: np.ndarray | None, chosen: int, oracle: int | None = None,
                             threshold: float = 0.5):
     """Matplotlib figure: the policy's stop probability at each step, the chosen terminal time marked.
@@ -83,9 +88,9 @@ def stop_probability_figure(stop_prob: np.ndarray | None, chosen: int, oracle: i
         ax.plot(steps[valid], probs[valid], marker="o", markersize=3, linewidth=1.5, color="C0",
                 label="stop probability")
     ax.axhline(threshold, color="0.6", linestyle=":", linewidth=1, label=f"threshold {threshold:g}")
-    ax.axvline(chosen, color="C3", linewidth=1.5, label=f"policy stop: {chosen} steps")
+    ax.axvline(chosen, color="C3", linewidth=1.5, label=f"policy stop: {steps_text(chosen)}")
     if oracle is not None:
-        ax.axvline(oracle, color="C2", linestyle="--", linewidth=1.5, label=f"oracle stop: {oracle} steps")
+        ax.axvline(oracle, color="C2", linestyle="--", linewidth=1.5, label=f"oracle stop: {steps_text(oracle)}")
     ax.set_xlabel("step n")
     ax.set_ylabel("P(stop at n)")
     ax.set_ylim(-0.03, 1.03)

@@ -186,7 +186,7 @@ def test_views():
     assert diff.tolist() == [[0, 128, 255]] and half == 2.0
     figure = views.stop_probability_figure(np.array([0.1, 0.3, 0.7, np.nan]), chosen=2, oracle=1)
     labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
-    assert "policy stop: 2 steps" in labels and "oracle stop: 1 steps" in labels
+    assert "policy stop: 2 steps" in labels and "oracle stop: 1 step" in labels
     assert views.format_level("ct-lowdose", 0.05, seen=False) == "0.05 dose fraction (unseen)"
 
 
