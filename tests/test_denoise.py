@@ -341,3 +341,21 @@ def test_steps_sure_restores_white_noise_images_and_refuses_other_models(tmp_pat
     assert _cli(SAMPLES / "ct_small.dcm", "-o", tmp_path / "ct", "--model", models / "ct-lowdose",
                 "--steps", "sure") == 1
     assert "white Gaussian noise" in capsys.readouterr().err
+
+
+def test_slices_the_policy_runs_to_the_step_limit_are_counted_and_flagged(tmp_path, tiny_durr, capsys):
+    model = tiny_durr("CT", "ct-lowdose", 0)
+    with torch.no_grad():  # a policy that never says stop
+        model.policy.net[-1].bias.fill_(-10.0)
+    save_model(tmp_path / "never", model)
+    out = tmp_path / "out"
+    assert _cli(SAMPLES / "ct_small.dcm", "-o", out, "--model", tmp_path / "never", "--max-steps", 2,
+                "--report", out / "r.json") == 0
+    row = json.loads((out / "r.json").read_text())["scans"][0]
+    assert row["at_limit"] == row["slices"] == 1 and row["steps_max"] == 2
+    text = capsys.readouterr().out
+    assert "1 slice at the step limit" in text and "ran to the step limit (column 'at_limit')" in text
+    # a fixed step count is asked for: nothing to flag
+    assert _cli(SAMPLES / "ct_small.dcm", "-o", tmp_path / "fixed", "--model", tmp_path / "never", "--steps", 2,
+                "--report", tmp_path / "fixed" / "r.json") == 0
+    assert json.loads((tmp_path / "fixed" / "r.json").read_text())["scans"][0]["at_limit"] == 0

@@ -136,6 +136,7 @@ class Row:
     steps_mean: float | None = None
     steps_min: int | None = None
     steps_max: int | None = None
+    at_limit: int = 0               # slices the policy ran to the step limit (it found no point to stop)
     seconds: float = 0.0
     clipped: int = 0                # values clipped to the stored bit depth on writing
     error: str = ""
@@ -421,6 +422,8 @@ def restore_job(job: Job, settings: Settings, models: ModelCache, outdir: Path, 
         row.slices = int(steps.size)
         row.steps_mean = round(float(steps.mean()), 3)
         row.steps_min, row.steps_max = int(steps.min()), int(steps.max())
+        if settings.mode == "policy":
+            row.at_limit = int((steps >= (settings.max_steps or model.config.max_steps)).sum())
         staged = job.output.with_name(f".{_STAGE}-{_hex8()}-{job.output.name}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ClippedValuesWarning)
@@ -467,6 +470,8 @@ def _describe(row: Row) -> str:
     steps = (f"steps {row.steps_mean:g} [{row.steps_min}-{row.steps_max}]"
              if row.steps_mean is not None else "steps -")
     clipped = f", {row.clipped} values clipped" if row.clipped else ""
+    if row.at_limit:
+        clipped += f", {row.at_limit} slice{'s' if row.at_limit != 1 else ''} at the step limit"
     what = "skipped (complete)" if row.status == "skipped" else "restored"
     slices = f"{row.slices} slice{'s' if row.slices != 1 else ''}"
     return f"{what}: {row.input} -> {row.output} ({slices}, {steps}, {row.model}, {row.seconds:.2f} s{clipped})"
@@ -520,6 +525,11 @@ def summary(rows: Sequence[Row], report: Path | None = None) -> str:
     if clipped:
         text.append(f"  {len(clipped)} restored scan(s) had values clipped to the stored bit depth "
                     "(column 'clipped' of the report)")
+    limited = [r for r in rows if r.at_limit and r.status == "restored"]
+    if limited:
+        text.append(f"  {len(limited)} restored scan(s) had slices the policy ran to the step limit (column "
+                    "'at_limit'): it found no point to stop, so the scan may be clean or unlike the model's "
+                    "training data; check those outputs, or give --steps N")
     if counts["failed"]:
         text.append("failed scans:")
         text += [f"  {r.input}: {r.error}" for r in rows if r.status == "failed"]
