@@ -165,7 +165,8 @@ def test_cli_trains_on_a_user_callable_with_a_config(user_folder, tmp_path, tiny
     base = tmp_path / "base"
     save_model(base, tiny_durr("MR", "mr-rician", max_steps=4))
     config = tmp_path / "small.yaml"
-    config.write_text("bank_per_slice: 1\nstage2: {episodes: 8, horizon: 3, reinforce: {iterations: 20, batch: 8}}\n")
+    config.write_text("bank_per_slice: 1\nstage2: {episodes: 8, horizon: 3, moved_cap: true, "
+                      "reinforce: {iterations: 20, batch: 8}}\n")
     out = tmp_path / "speckle-model"
     with pytest.warns(SkippedScanWarning):
         code = main(["train", "policy", "--base", str(base), "--degradation", "user_degradations:speckle",
@@ -176,6 +177,9 @@ def test_cli_trains_on_a_user_callable_with_a_config(user_folder, tmp_path, tiny
     assert summary["degradation"] == "user_degradations:speckle" and summary["seen"] == [0.05, 0.2]
     assert {r["level"] for r in summary["heldout"]} == {0.05, 0.125, 0.2, 0.3}
     assert "durr train policy --base" in (out / "MODEL_CARD.md").read_text()
+    cap = summary["moved_cap"]                  # the cap was fitted; the model holds it if it was free
+    assert set(cap) == {"moved_cap", "bank_psnr_by_cap"}
+    assert load_model(out).config.policy.moved_cap == cap["moved_cap"]
 
 
 def test_shortfalls_name_the_worst_rule_beating_the_new_policy_per_level():
