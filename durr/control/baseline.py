@@ -33,7 +33,7 @@ class FixedDepthCNN(nn.Module):
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             layers.append(nn.Conv2d(a, b, 3, padding=1))
             if i < config.depth - 1:
-                layers.append(nn.ReLU())
+                layers.append(nn.ReLU(inplace=True))  # see durr.control.unit.make_activation
         self.net = nn.Sequential(*layers)
         with torch.no_grad():
             self.net[-1].weight.mul_(0.1)
