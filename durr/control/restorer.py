@@ -3,8 +3,8 @@
 Readable in one sitting: ``DURR.rollout`` is the whole inference algorithm. Stopping modes:
 
 - ``"policy"``: stop at the first step whose stop probability exceeds 0.5, with the knee guard
-  of ``durr.control.knee`` and the step floor of ``durr.control.step_floor`` when
-  ``config.policy`` has them; an input without measurable noise
+  of ``durr.control.knee``, the step floor of ``durr.control.step_floor`` and the discrepancy
+  cap of ``durr.control.moved_cap`` when ``config.policy`` has them; an input without measurable noise
   (``durr.control.features.NOISE_FREE_SIGMA``) is left as it is. ``durr.control.stopping`` is
   the same rule for recorded features;
 - ``"fixed"``: run exactly ``steps`` steps;

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -118,7 +119,7 @@ def sampler_from_bank(bank, patch: int, source_ids: list[str] | None = None) -> 
 
 def balanced_weights(source_ids: list[str]) -> torch.Tensor:
     """(N,) weights, 1 / (slices of the same source): each source is drawn equally often."""
-    counts = {sid: source_ids.count(sid) for sid in set(source_ids)}
+    counts = Counter(source_ids)
     return torch.tensor([1.0 / counts[sid] for sid in source_ids], dtype=torch.float64)
 
 

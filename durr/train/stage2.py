@@ -49,16 +49,15 @@ class Stage2Config:
     # grows as a power of the input's noise level) on the same rollouts; kept only if it beats
     # the policy alone there.
     step_floor: bool = False
-    # After the floor and the guard, fit the discrepancy cap (``durr.control.moved_cap``): the
-    # tightest cap on rms(x_n - y) / sigma_y that costs nothing on the same rollouts.
+    # After the floor and the guard, fit the discrepancy cap (``durr.control.moved_cap``): a cap on
+    # rms(x_n - y) / sigma_y a margin above its largest value at a best step, kept if free there.
     moved_cap: bool = False
-    # Train-split sources (manifest source ids) the rollouts come from; None: all of them. The CT
-    # recipe rolls out real scans only: a restorer trained on phantoms over-smooths real anatomy
-    # sooner than phantoms, and the policy must learn where that starts.
+    # Train-split sources (manifest source ids) the rollouts come from; None: all of them.
     sources: list[str] | None = None
-    # Every source weighs the same in the rollouts (not every slice): a few real scans then count as
-    # much as a hundred generated phantoms. Crops are drawn with those weights; whole-slice
-    # rollouts are resampled with them (with replacement) before REINFORCE and the fits.
+    # Every source weighs the same in the rollouts (not every slice): the CT recipe's three real
+    # slices then count as much as its 96 phantoms (a restorer trained on phantoms over-smooths
+    # real anatomy sooner, and the policy must learn where). Crops are drawn with those weights;
+    # whole-slice rollouts are resampled with them (with replacement) before REINFORCE and the fits.
     balance_sources: bool = False
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
 
