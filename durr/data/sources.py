@@ -53,7 +53,7 @@ SOURCES: tuple[Source, ...] = (
     Source("ct", "ct-small", "pydicom", "CT_small.dcm", "CT", PYDICOM_LICENCE, "train",
            note="real CT, 128x128"),
     # Real head CT slices added in the sixth session for the stopping policy: the restorer of the
-    # shipped model was trained before they were in the corpus (its recipe's restorer_sources).
+    # shipped model was trained before they were in the corpus (its recipe's stage1.sources).
     Source("ct", "ct-head-cq500", "pydicom-data", "693_UNCR.dcm", "CT", PYDICOM_DATA_LICENCE, "train",
            note="real head CT (CQ500 case 310), 512x512 at 0.48 mm, uncompressed"),
     Source("ct", "ct-head-j2k", "pydicom", "J2K_pixelrep_mismatch.dcm", "CT", PYDICOM_LICENCE, "train",

@@ -469,12 +469,12 @@ def _describe(row: Row) -> str:
         return f"durr denoise: failed: {row.input}: {row.error}"
     steps = (f"steps {row.steps_mean:g} [{row.steps_min}-{row.steps_max}]"
              if row.steps_mean is not None else "steps -")
-    clipped = f", {row.clipped} values clipped" if row.clipped else ""
+    notes = f", {row.clipped} values clipped" if row.clipped else ""
     if row.at_limit:
-        clipped += f", {row.at_limit} slice{'s' if row.at_limit != 1 else ''} at the step limit"
+        notes += f", {row.at_limit} slice{'s' if row.at_limit != 1 else ''} at the step limit"
     what = "skipped (complete)" if row.status == "skipped" else "restored"
     slices = f"{row.slices} slice{'s' if row.slices != 1 else ''}"
-    return f"{what}: {row.input} -> {row.output} ({slices}, {steps}, {row.model}, {row.seconds:.2f} s{clipped})"
+    return f"{what}: {row.input} -> {row.output} ({slices}, {steps}, {row.model}, {row.seconds:.2f} s{notes})"
 
 
 def run_shard(jobs: Sequence[Job], settings: Settings, outdir: Path, *, rank: int = 0,
