@@ -170,6 +170,11 @@ def restore_page(loaded, scan_key: str, model, model_key: str, index: int, image
         cols[1].metric("Mean steps over the slices", f"{float(np.mean(result.steps)):.1f}",
                        help=f"{len(result.steps)} slices, from {int(result.steps.min())} to {int(result.steps.max())}")
     cols[2].metric("Restoration time", f"{result.seconds:.2f} s")
+    at_limit = int((result.steps >= model.config.max_steps).sum())
+    if at_limit:
+        st.warning(f"The policy ran {at_limit} of {len(result.steps)} slice(s) to the step limit "
+                   f"({model.config.max_steps} steps): it found no point to stop, so the scan may be clean or "
+                   "unlike the model's training data. Compare with the original before using the result.")
     diff = restored - image
     diff_view, half = views.difference_view(diff, floor=1e-3 * (window[1] - window[0]))
     columns = st.columns(3)

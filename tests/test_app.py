@@ -416,3 +416,21 @@ def test_page_study_mode(page):
     assert list(table["steps"])[1:] and len(table) == 3
     psnr = [float(v) for v in table["PSNR (dB)"]]
     assert all(np.isfinite(psnr))
+
+
+def test_page_warns_when_the_policy_runs_to_the_step_limit(page, tmp_path, tiny_durr):
+    for name, bias in (("eager", 10.0), ("never", -10.0)):   # a policy that stops at once / never
+        model = tiny_durr("CT", "ct-lowdose", max_steps=MAX_STEPS)
+        with torch.no_grad():
+            model.policy.net[-1].bias.fill_(bias)
+        save_model(tmp_path / name, model)
+    page.radio(key="source").set_value("Bundled sample").run()
+    page.selectbox(key="sample").set_value("CT slice, 128x128 (ct_small.dcm)").run()
+    page.text_input(key="model_folder").input(str(tmp_path / "eager")).run()
+    page.button(key="restore").click().run()
+    assert metric(page, "Steps chosen by the policy") == "0"
+    assert not any("step limit" in w.value for w in page.warning)
+    page.text_input(key="model_folder").input(str(tmp_path / "never")).run()
+    page.button(key="restore").click().run()
+    assert not page.exception and metric(page, "Steps chosen by the policy") == str(MAX_STEPS)
+    assert any(f"1 of 1 slice(s) to the step limit ({MAX_STEPS} steps)" in w.value for w in page.warning)
