@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from durr.control.stopping import stop_steps
+from durr.control.stopping import mean_psnr_at, stop_steps
 
 KNEE_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
@@ -38,10 +38,9 @@ def fit_knee_ratio(policy, features: torch.Tensor, psnr: torch.Tensor,
     """
     stop_prob = policy.stop_probability(features.float())
     floor = policy.config.step_floor
-    rows = torch.arange(psnr.shape[0])
 
     def mean_psnr(ratio):
-        return float(psnr[rows, stop_steps(stop_prob, features, ratio, floor)].float().mean())
+        return mean_psnr_at(psnr, stop_steps(stop_prob, features, ratio, floor))
 
     scores = {f"{r:g}": mean_psnr(r) for r in grid}
     best = max(grid, key=lambda r: (scores[f"{r:g}"], -r))

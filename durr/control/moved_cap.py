@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from durr.control.stopping import MOVED, stop_steps
+from durr.control.stopping import MOVED, mean_psnr_at, stop_steps
 
 CAP_MARGIN = 1.5
 
@@ -35,14 +35,13 @@ def fit_moved_cap(policy, features: torch.Tensor, psnr: torch.Tensor, margin: fl
     features (B, T+1, NUM_FEATURES), psnr (B, T+1). Returns (cap, {"capped": PSNR, "no cap": PSNR,
     "largest at best step": value}).
     """
-    rows = torch.arange(psnr.shape[0])
-    at_best = float(features[rows, psnr.argmax(dim=1), MOVED].max())
+    at_best = float(features[torch.arange(psnr.shape[0]), psnr.argmax(dim=1), MOVED].max())
     cap = round(margin * at_best, 2)
     stop_prob = policy.stop_probability(features.float())
     cfg = policy.config
 
     def mean_psnr(limit):
-        return float(psnr[rows, stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, limit)].float().mean())
+        return mean_psnr_at(psnr, stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, limit))
 
     scores = {"capped": mean_psnr(cap), "no cap": mean_psnr(None), "largest at best step": at_best}
     return (cap if scores["capped"] >= scores["no cap"] - tolerance_db else None), scores

@@ -50,3 +50,9 @@ def policy_stops(policy, features: torch.Tensor) -> torch.Tensor:
         stop_prob = policy.stop_probability(features.float())
     cfg = policy.config
     return stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, cfg.moved_cap)
+
+
+def mean_psnr_at(psnr: torch.Tensor, stops: torch.Tensor) -> float:
+    """Mean over a bank of the PSNR (B, T+1) at each trajectory's stop step (B,): how the fits of
+    the knee guard, the step floor and the discrepancy cap score a rule."""
+    return float(psnr[torch.arange(psnr.shape[0]), stops].float().mean())

@@ -13,7 +13,7 @@ from durr.control.features import NUM_FEATURES, trajectory_features
 from durr.control.knee import fit_knee_ratio
 from durr.control.moved_cap import fit_moved_cap
 from durr.control.step_floor import fit_step_floor
-from durr.control.stopping import policy_stops
+from durr.control.stopping import mean_psnr_at, policy_stops
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.restorer import DURR
 from durr.control.reward import working_psnr
@@ -222,11 +222,10 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
 def fit_floor(model: DURR, features: torch.Tensor, psnr: torch.Tensor) -> dict:
     """Fit the step floor on a bank and keep it in ``model``'s policy config if it beats the
     policy alone there. Returns the law and both bank scores."""
-    rows = torch.arange(psnr.shape[0])
-    alone = float(psnr[rows, policy_stops(model.policy, features)].float().mean())
+    alone = mean_psnr_at(psnr, policy_stops(model.policy, features))
     law = fit_step_floor(features, psnr)
     model.config.policy.step_floor = law
-    floored = float(psnr[rows, policy_stops(model.policy, features)].float().mean())
+    floored = mean_psnr_at(psnr, policy_stops(model.policy, features))
     if floored <= alone:
         model.config.policy.step_floor = None
     return {"law": list(law), "kept": floored > alone, "bank_psnr_floored": floored, "bank_psnr_policy_alone": alone}
