@@ -32,7 +32,7 @@ def channels_last_(module: nn.Module) -> nn.Module:
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 # In place where PyTorch allows it: each activation of a 16-channel 512x512 slice is a 16 MB
 # buffer, and not allocating it made a 20-step CT rollout about 5% faster on 2 CPU threads
-# (same output). Autograd is unaffected: the convolution before it does not need its output.
+# (same output; durr.bench.cli_speed's CT slice: 1.03-1.10 s before, 0.93-0.97 s after). Autograd is unaffected: the convolution before it does not need its output.
 _IN_PLACE = {"relu", "silu"}
 
 
