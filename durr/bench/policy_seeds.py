@@ -95,7 +95,8 @@ def main(argv=None) -> int:
         if args.knee_guard:
             ratio, _ = fit_knee_ratio(policy, bank["features"], bank["psnr"])
             stops = stop_steps(probs[-1], feats, ratio)
-            print(_row(f"seed {seed} + knee guard ({ratio:g})", stops, psnr, levels), flush=True)
+            guard = f"knee guard ({ratio:g})" if ratio is not None else "knee guard (none beat the policy alone)"
+            print(_row(f"seed {seed} + {guard}", stops, psnr, levels), flush=True)
     print(_row("mean of the seeds' stop probabilities", greedy_stops(torch.stack(probs).mean(0)), psnr, levels))
     print(_row("oracle", psnr.argmax(1), psnr, levels))
     return 0

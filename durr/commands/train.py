@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -123,6 +123,7 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     extra = {k: v for k, v in read_config(folder).items() if k not in ("durr", "fixed_cnn")}
     sampler = rank_zero_first(world, lambda: policy_sampler(cfg, args.corpus, work, progress=world.rank == 0))
     t0 = time.perf_counter()
+    model.config.policy = replace(cfg.model.policy)  # the recipe's policy (features, size), as ``train all``
     fresh_policy(model, cfg.stage2.reinforce.seed)  # the same start as ``durr train all``'s stage 2
     result = train_stage2(model, sampler, cfg.stage2, bank_cache=work / rollout_cache_name(cfg.stage2), world=world)
     if world.rank != 0:
@@ -131,9 +132,11 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     training = extra.setdefault("training", {})
     training.update(stage2_final=result["history"][-1], stage2_feature_selection=result["feature_selection"],
                     stage2_knee_guard=result["knee_guard"], stage2_step_floor=result["step_floor"],
-                    stage2_moved_cap=result["moved_cap"],
+                    stage2_step_ceiling=result["step_ceiling"], stage2_moved_cap=result["moved_cap"],
                     stage2_seconds=time.perf_counter() - t0)
+    training.setdefault("parameters", {})["policy"] = sum(p.numel() for p in model.policy.parameters())
     extra.setdefault("recipe", {})["stage2"] = asdict(cfg.stage2)
+    extra["recipe"].setdefault("model", {})["policy"] = asdict(cfg.model.policy)
     save_model(args.out or folder, model, baseline, extra_config=extra)
     print(f"policy written to {args.out or folder}: {result['history'][-1]}")
     return 0

@@ -37,10 +37,10 @@ def fit_knee_ratio(policy, features: torch.Tensor, psnr: torch.Tensor,
     "policy alone": mean PSNR}).
     """
     stop_prob = policy.stop_probability(features.float())
-    floor = policy.config.step_floor
+    floor, ceiling = policy.config.step_floor, policy.config.step_ceiling
 
     def mean_psnr(ratio):
-        return mean_psnr_at(psnr, stop_steps(stop_prob, features, ratio, floor))
+        return mean_psnr_at(psnr, stop_steps(stop_prob, features, ratio, floor, step_ceiling=ceiling))
 
     scores = {f"{r:g}": mean_psnr(r) for r in grid}
     best = max(grid, key=lambda r: (scores[f"{r:g}"], -r))

@@ -41,7 +41,7 @@ def fit_moved_cap(policy, features: torch.Tensor, psnr: torch.Tensor, margin: fl
     cfg = policy.config
 
     def mean_psnr(limit):
-        return mean_psnr_at(psnr, stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, limit))
+        return mean_psnr_at(psnr, stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, limit, cfg.step_ceiling))
 
     scores = {"capped": mean_psnr(cap), "no cap": mean_psnr(None), "largest at best step": at_best}
     return (cap if scores["capped"] >= scores["no cap"] - tolerance_db else None), scores

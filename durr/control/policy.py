@@ -27,6 +27,8 @@ class PolicyConfig:
     knee_ratio: float | None = None
     # the step floor's law (a, b) (``durr.control.step_floor``), fitted in stage 2; None: no floor
     step_floor: tuple[float, float] | None = None
+    # the step ceiling's law (a, b) (``durr.control.step_ceiling``), fitted in stage 2; None: no ceiling
+    step_ceiling: tuple[float, float] | None = None
     # the discrepancy cap (``durr.control.moved_cap``): stop once rms(x_n - y) / sigma_y reaches it;
     # fitted in stage 2; None: no cap
     moved_cap: float | None = None
@@ -34,10 +36,12 @@ class PolicyConfig:
     def __post_init__(self):
         if self.moved_cap is not None and not self.moved_cap > 0.0:
             raise ValueError(f"moved_cap must be positive or unset, got {self.moved_cap}")
-        if self.step_floor is not None:
-            if len(self.step_floor) != 2:
-                raise ValueError(f"step_floor must be a pair (a, b), got {self.step_floor}")
-            self.step_floor = (float(self.step_floor[0]), float(self.step_floor[1]))
+        for name in ("step_floor", "step_ceiling"):
+            law = getattr(self, name)
+            if law is not None:
+                if len(law) != 2:
+                    raise ValueError(f"{name} must be a pair (a, b), got {law}")
+                setattr(self, name, (float(law[0]), float(law[1])))
         if self.knee_ratio is not None and not 0.0 < self.knee_ratio < 1.0:
             raise ValueError(f"knee_ratio must be in (0, 1) or unset, got {self.knee_ratio}")
         self.features = tuple(self.features)

@@ -25,7 +25,7 @@ from torch import nn
 from durr.control.features import noise_free, noise_sigma, state_features, update_over_sigma
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.policy import PolicyConfig, StopPolicy
-from durr.control.step_floor import LOG_SIGMA, floor_steps
+from durr.control.step_floor import LOG_SIGMA, ceiling_steps, floor_steps
 from durr.control.stopping import MOVED
 from durr.control.sure import probe, probe_step, sure_risk
 from durr.control.unit import RestorationUnit, UnitConfig
@@ -136,17 +136,19 @@ class DURR(nn.Module):
         active = torch.ones(batch, dtype=torch.bool, device=y.device)
         taken = torch.zeros(batch, dtype=torch.long, device=y.device)
         sigma_y = noise_sigma(y) if mode == "policy" else None
+        needed = self._features_read()
         probs, trajectory = [], [x] if record else None
         best, best_step = x, torch.zeros_like(taken)
         best_score = score(x) if mode == "oracle" else None
         for n in range(cap + 1):
             if mode == "policy":
-                feats = state_features(x, x_prev, y, n, sigma_y)
+                feats = state_features(x, x_prev, y, n, sigma_y, needed)
                 p = self.policy.stop_probability(feats)
                 probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
-                floor = self._step_floor(feats) if n == 0 else floor
+                if n == 0:
+                    floor, ceiling = self._step_bounds(feats)
                 active = (active & ((p <= 0.5) | (n < floor)) & ~((n == 0) & noise_free(sigma_y))
-                          & ~self._over_cap(feats))
+                          & ~self._over_cap(feats) & (n < ceiling))
             if n == cap or not active.any():
                 break
             x_next, state = self.step(x, y, state, n)
@@ -165,12 +167,22 @@ class DURR(nn.Module):
         stop_prob = torch.stack(probs, dim=1) if probs else None
         return Rollout(x, taken, stop_prob, trajectory)
 
-    def _step_floor(self, feats: torch.Tensor) -> torch.Tensor:
-        """(B,) minimum steps from the step-0 features (B, F); 0 without a step floor."""
-        law = self.config.policy.step_floor
-        if law is None:
-            return torch.zeros(feats.shape[0], dtype=torch.long, device=feats.device)
-        return floor_steps(feats[:, LOG_SIGMA], law).to(feats.device)
+    def _features_read(self) -> frozenset[str]:
+        """The state features policy-mode stopping reads: the policy's, the input's noise level
+        (floor, ceiling, noise-free inputs) and the distance moved (discrepancy cap)."""
+        return frozenset(self.config.policy.features) | {"log_sigma_input", "moved_over_sigma"}
+
+    def _step_bounds(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) minimum and maximum steps from the step-0 features (B, F): the step floor (0
+        without one) and the step ceiling (no limit without one)."""
+        cfg, log_sigma = self.config.policy, feats[:, LOG_SIGMA]
+        floor = torch.zeros(feats.shape[0], dtype=torch.long, device=feats.device)
+        ceiling = torch.full_like(floor, torch.iinfo(torch.long).max)
+        if cfg.step_floor is not None:
+            floor = floor_steps(log_sigma, cfg.step_floor).to(feats.device)
+        if cfg.step_ceiling is not None:
+            ceiling = ceiling_steps(log_sigma, cfg.step_ceiling).to(feats.device)
+        return floor, ceiling
 
     def _over_cap(self, feats: torch.Tensor) -> torch.Tensor:
         """(B,) bool: the state (features (B, F)) has moved as far from the input as the
@@ -188,19 +200,20 @@ class DURR(nn.Module):
         knee = self.config.policy.knee_ratio
         batch = y.shape[0]
         sigma_y = noise_sigma(y)
+        needed = self._features_read()
         x, x_prev, state = y, y, self.init_state(y)
         active = torch.ones(batch, dtype=torch.bool, device=y.device)
         taken = torch.zeros(batch, dtype=torch.long, device=y.device)
         peak = torch.zeros(batch, device=y.device)
         probs, trajectory = [], [x] if record else None
         for n in range(cap + 1):
-            feats = state_features(x, x_prev, y, n, sigma_y)
+            feats = state_features(x, x_prev, y, n, sigma_y, needed)
             p = self.policy.stop_probability(feats)
             probs.append(torch.where(active, p, torch.full_like(p, float("nan"))))
             if n == 0:
-                floor = self._step_floor(feats)
+                floor, ceiling = self._step_bounds(feats)
                 active = active & ~noise_free(sigma_y)
-            active = active & ~self._over_cap(feats)
+            active = active & ~self._over_cap(feats) & (n < ceiling)
             if n == cap or not active.any():
                 break
             x_next, state = self.step(x, y, state, n)

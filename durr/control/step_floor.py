@@ -24,6 +24,13 @@ def floor_steps(log_sigma: torch.Tensor, law: tuple[float, float]) -> torch.Tens
     return torch.floor(torch.exp(a + b * log_sigma.double())).long()
 
 
+def ceiling_steps(log_sigma: torch.Tensor, law: tuple[float, float]) -> torch.Tensor:
+    """log_sigma (B,) -> (B,) int64 maximum step counts ``ceil(exp(a + b log sigma))``, at least 1
+    (the step ceiling, ``durr.control.step_ceiling``)."""
+    a, b = law
+    return torch.ceil(torch.exp(a + b * log_sigma.double())).long().clamp_min(1)
+
+
 def fit_step_floor(features: torch.Tensor, psnr: torch.Tensor) -> tuple[float, float]:
     """Least-squares ``(a, b)`` of log(best step, at least 1) on log sigma_y over a bank of rollouts.
 

@@ -3,9 +3,9 @@
 ``DURR.rollout`` decides step by step; banks of rollouts (stage 2), held-out tables and
 benchmarks of many policies need the same decisions from recorded features. This module is
 that rule in one place: the policy's first stop probability over 0.5, wrapped by the knee guard
-(``durr.control.knee``) and the step floor (``durr.control.step_floor``) when the policy's
-config has them, the discrepancy cap (``durr.control.moved_cap``) over both, and step 0 for an
-input without measurable noise.
+(``durr.control.knee``), the step floor (``durr.control.step_floor``) and the step ceiling
+(``durr.control.step_ceiling``) when the policy's config has them, the discrepancy cap
+(``durr.control.moved_cap``) over all three, and step 0 for an input without measurable noise.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ import math
 import torch
 
 from durr.control.features import FEATURE_NAMES, NOISE_FREE_SIGMA
-from durr.control.step_floor import LOG_SIGMA, floor_steps
+from durr.control.step_floor import LOG_SIGMA, ceiling_steps, floor_steps
 
 UPDATE = FEATURE_NAMES.index("update_over_sigma")
 MOVED = FEATURE_NAMES.index("moved_over_sigma")
 
 
 def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: float | None = None,
-               step_floor: tuple[float, float] | None = None, moved_cap: float | None = None) -> torch.Tensor:
+               step_floor: tuple[float, float] | None = None, moved_cap: float | None = None,
+               step_ceiling: tuple[float, float] | None = None) -> torch.Tensor:
     """The stop step of each trajectory.
 
     stop_prob (B, T+1) the policy's stop probability per step; features (B, T+1, NUM_FEATURES)
@@ -34,9 +35,11 @@ def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: floa
         peak = torch.cummax(ahead, dim=1).values  # max(u_1 .. u_{n+1})
         growing = ahead >= torch.cat([torch.zeros_like(peak[:, :1]), peak[:, :-1]], dim=1)
         stop = torch.cat([(ahead < knee_ratio * peak) | (stop[:, :-1] & ~growing), stop[:, -1:]], dim=1)
+    steps = torch.arange(stop.shape[1], device=stop.device)
     if step_floor is not None:
-        steps = torch.arange(stop.shape[1], device=stop.device)
         stop = stop & (steps[None, :] >= floor_steps(features[:, 0, LOG_SIGMA], step_floor)[:, None])
+    if step_ceiling is not None:
+        stop = stop | (steps[None, :] >= ceiling_steps(features[:, 0, LOG_SIGMA], step_ceiling)[:, None])
     if moved_cap is not None:  # over the floor too: a safety net for inputs without removable noise
         stop = stop | (features[:, :, MOVED] >= moved_cap)
     stop[:, 0] |= features[:, 0, LOG_SIGMA] < math.log(NOISE_FREE_SIGMA)  # no measurable noise
@@ -45,14 +48,14 @@ def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: floa
 
 
 def policy_stops(policy, features: torch.Tensor) -> torch.Tensor:
-    """``stop_steps`` of a ``StopPolicy`` with the guard, floor and cap of its own config; (B,) int64."""
+    """``stop_steps`` of a ``StopPolicy`` with the guard, floor, ceiling and cap of its own config; (B,) int64."""
     with torch.no_grad():
         stop_prob = policy.stop_probability(features.float())
     cfg = policy.config
-    return stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, cfg.moved_cap)
+    return stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, cfg.moved_cap, cfg.step_ceiling)
 
 
 def mean_psnr_at(psnr: torch.Tensor, stops: torch.Tensor) -> float:
     """Mean over a bank of the PSNR (B, T+1) at each trajectory's stop step (B,): how the fits of
-    the knee guard, the step floor and the discrepancy cap score a rule."""
+    the knee guard, the step floor and ceiling and the discrepancy cap score a rule."""
     return float(psnr[torch.arange(psnr.shape[0]), stops].float().mean())

@@ -19,6 +19,19 @@ def _floor_sentence(floor: dict | None) -> str:
             f"them against {floor['bank_psnr_policy_alone']:.2f} for the policy alone).")
 
 
+def _ceiling_sentence(ceiling: dict | None) -> str:
+    if not ceiling:
+        return ""
+    scores = ceiling["bank_psnr_by_factor"]
+    if ceiling["factor"] is None:
+        return (" Step ceiling (`durr.control.step_ceiling`) tried on the same rollouts and left off: no factor "
+                f"beat no ceiling there ({scores['no ceiling']:.2f} dB).")
+    c = f"{ceiling['factor']:g}"
+    return (f" Step ceiling (`durr.control.step_ceiling`): at most ceil({c} x exp({ceiling['law'][0]:.3f} + "
+            f"{ceiling['law'][1]:.3f} log sigma_y)) steps, the factor {c} the best of {len(scores) - 1} on the same "
+            f"rollouts ({scores[c]:.2f} dB against {scores['no ceiling']:.2f} without a ceiling).")
+
+
 def _knee_sentence(knee: dict | None) -> str:
     if not knee:
         return ""
@@ -89,7 +102,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         f"channels, bias={recipe['model']['unit']['bias']}, step rule `{recipe['model']['rule']}`, input "
         f"injection of the degraded scan; {training['parameters']['durr_unit']} parameters.",
         f"- Stopping policy: MLP on {training['parameters']['policy']} parameters over scale-free statistics of "
-        "the state (see `durr.control.features`); stops at the first step with probability > 0.5; "
+        "the state (" + ", ".join(f"`{name}`" for name in config["durr"]["policy"]["features"])
+        + "; see `durr.control.features`); stops at the first step with probability > 0.5; "
         f"hard cap {recipe['model']['max_steps']} steps.",
         f"- Fixed-depth baseline (`fixed_cnn.safetensors`): {recipe['baseline']['depth']} layers x "
         f"{recipe['baseline']['channels']} channels, {training['parameters']['fixed_cnn']} parameters, "
@@ -110,7 +124,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         + (", each source drawn equally often," if s2.get("balance_sources") else "")
         + f" to {s2['horizon']} steps, {s2['reinforce']['iterations']} iterations, step cost "
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}."
-        + _floor_sentence(training.get("stage2_step_floor")) + _knee_sentence(training.get("stage2_knee_guard"))
+        + _floor_sentence(training.get("stage2_step_floor")) + _ceiling_sentence(training.get("stage2_step_ceiling"))
+        + _knee_sentence(training.get("stage2_knee_guard"))
         + _cap_sentence(training.get("stage2_moved_cap")),
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
         f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min"

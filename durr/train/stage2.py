@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from durr.control.features import NUM_FEATURES, trajectory_features
 from durr.control.knee import fit_knee_ratio
 from durr.control.moved_cap import fit_moved_cap
+from durr.control.step_ceiling import fit_step_ceiling
 from durr.control.step_floor import fit_step_floor
 from durr.control.stopping import mean_psnr_at, policy_stops
 from durr.control.policy import PolicyConfig, StopPolicy
@@ -49,7 +50,10 @@ class Stage2Config:
     # grows as a power of the input's noise level) on the same rollouts; kept only if it beats
     # the policy alone there.
     step_floor: bool = False
-    # After the floor and the guard, fit the discrepancy cap (``durr.control.moved_cap``): a cap on
+    # After the floor, fit the step ceiling (``durr.control.step_ceiling``: at most c times the
+    # floor's power law, c chosen on the same rollouts); kept only if it beats no ceiling there.
+    step_ceiling: bool = False
+    # After the floor, the ceiling and the guard, fit the discrepancy cap (``durr.control.moved_cap``): a cap on
     # rms(x_n - y) / sigma_y a margin above its largest value at a best step, kept if free there.
     moved_cap: bool = False
     # Train-split sources (manifest source ids) the rollouts come from; None: all of them.
@@ -201,8 +205,12 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
             fresh_policy(model, cfg.reinforce.seed)
     history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
-    model.config.policy.knee_ratio = model.config.policy.step_floor = model.config.policy.moved_cap = None
+    policy_cfg = model.config.policy
+    policy_cfg.knee_ratio = policy_cfg.step_floor = policy_cfg.step_ceiling = policy_cfg.moved_cap = None
     floor = fit_floor(model, features, psnr) if cfg.step_floor else {}
+    ceiling = {}
+    if cfg.step_ceiling:
+        policy_cfg.step_ceiling, ceiling = fit_step_ceiling(model.policy, features, psnr)
     knee = {}
     if cfg.knee_guard:
         ratio, scores = fit_knee_ratio(model.policy, features, psnr)
@@ -216,7 +224,7 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
     for p in model.unit.parameters():
         p.requires_grad_(True)
     return {"history": history, "bank_levels": levels, "bank_psnr": psnr, "feature_selection": selection,
-            "knee_guard": knee, "step_floor": floor, "moved_cap": cap}
+            "knee_guard": knee, "step_floor": floor, "step_ceiling": ceiling, "moved_cap": cap}
 
 
 def fit_floor(model: DURR, features: torch.Tensor, psnr: torch.Tensor) -> dict:
