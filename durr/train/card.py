@@ -19,13 +19,18 @@ def _floor_sentence(floor: dict | None) -> str:
             f"them against {floor['bank_psnr_policy_alone']:.2f} for the policy alone).")
 
 
+def _left_off(what: str, module: str, why: str) -> str:
+    """The card's sentence for a stopping wrapper that stage 2 fitted and did not keep."""
+    return f" {what} (`{module}`) tried on the same rollouts and left off: {why}."
+
+
 def _ceiling_sentence(ceiling: dict | None) -> str:
     if not ceiling:
         return ""
     scores = ceiling["bank_psnr_by_factor"]
     if ceiling["factor"] is None:
-        return (" Step ceiling (`durr.control.step_ceiling`) tried on the same rollouts and left off: no factor "
-                f"beat no ceiling there ({scores['no ceiling']:.2f} dB).")
+        return _left_off("Step ceiling", "durr.control.step_ceiling",
+                         f"no factor beat no ceiling there ({scores['no ceiling']:.2f} dB)")
     c = f"{ceiling['factor']:g}"
     return (f" Step ceiling (`durr.control.step_ceiling`): at most ceil({c} x exp({ceiling['law'][0]:.3f} + "
             f"{ceiling['law'][1]:.3f} log sigma_y)) steps, the factor {c} the best of {len(scores) - 1} on the same "
@@ -36,7 +41,7 @@ def _knee_sentence(knee: dict | None) -> str:
     if not knee:
         return ""
     if knee["knee_ratio"] is None:
-        return " Knee guard (`durr.control.knee`) tried on the same rollouts and left off: no ratio beat the policy alone."
+        return _left_off("Knee guard", "durr.control.knee", "no ratio beat the policy alone")
     ratio, scores = f"{knee['knee_ratio']:g}", knee["bank_psnr_by_ratio"]
     return (f" Knee guard (`durr.control.knee`) fitted on the same rollouts: knee_ratio {ratio} ({scores[ratio]:.2f} dB "
             f"on them against {scores['policy alone']:.2f} for the policy alone).")
@@ -53,8 +58,8 @@ def _cap_sentence(cap: dict | None) -> str:
         return ""
     scores = cap["bank_psnr_by_cap"]
     if cap["moved_cap"] is None:
-        return (" Discrepancy cap (`durr.control.moved_cap`) tried on the same rollouts and left off: it cost "
-                f"PSNR there ({scores['capped']:.2f} against {scores['no cap']:.2f} dB).")
+        return _left_off("Discrepancy cap", "durr.control.moved_cap",
+                         f"it cost PSNR there ({scores['capped']:.2f} against {scores['no cap']:.2f} dB)")
     return (f" Discrepancy cap (`durr.control.moved_cap`): stop once rms(x_n - y) / sigma_y reaches "
             f"{cap['moved_cap']:g}, 1.5 x the largest value at a best step of the same rollouts "
             f"({scores['largest at best step']:.2f}); free there ({scores['capped']:.2f} dB with and without).")
