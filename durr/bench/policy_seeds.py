@@ -12,11 +12,15 @@ images at every level (PSNR dB / mean steps, same images, noise seeds and metric
 
 ``--knee-guard`` adds a row per seed: that policy with the knee guard (``durr.control.knee``)
 whose ratio is fitted on the same rollouts, as stage 2 does with ``knee_guard: true``.
+``--wrappers`` adds a row per seed: that policy with every stopping wrapper the model's recipe
+asks for (step floor, step ceiling, knee guard, discrepancy cap; ``config.json``'s
+``recipe.stage2``), refitted on the same rollouts as stage 2 fits them.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +29,17 @@ import torch
 from durr.bench import benchmark as bench
 from durr.control.knee import fit_knee_ratio
 from durr.control.policy import StopPolicy
-from durr.control.stopping import stop_steps
+from durr.control.stopping import policy_stops, stop_steps
 from durr.data.corpus import DEFAULT_CORPUS, load_split
 from durr.data.sources import GROUP_OF_FAMILY
 from durr.degrade import get_degradation
-from durr.infer.model_io import load_model
+from durr.infer.model_io import load_model, read_config
 from durr.train.checkpoint import load_checkpoint
 from durr.train.heldout import psnr_per_step, scan_trajectory
 from durr.train.reinforce import ReinforceConfig, greedy_stops, train_policy
-from durr.train.stage2 import restorer_fingerprint
+from durr.train.stage2 import Stage2Config, fit_stopping_wrappers, restorer_fingerprint
+
+WRAPPERS = ("step_floor", "step_ceiling", "knee_guard", "moved_cap")
 
 
 def scored_trajectories(model, family: str, split: str, max_images: int | None, levels, corpus: Path):
@@ -73,6 +79,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--knee-guard", action="store_true",
                         help="also score each seed's policy with a knee guard fitted on the same rollouts")
+    parser.add_argument("--wrappers", action="store_true",
+                        help="also score each seed's policy with the stopping wrappers of the model's recipe, "
+                             "refitted on the same rollouts")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,10 +93,12 @@ def main(argv=None) -> int:
     feats, psnr, levels = scored_trajectories(model, args.family, args.split, max_images, args.levels, args.corpus)
     print("| policy | " + " | ".join(f"{v:g}" for v in dict.fromkeys(levels)) + " |")
     print("|---|" + "---|" * len(dict.fromkeys(levels)))
+    asked = read_config(args.model).get("recipe", {}).get("stage2", {})
+    wrappers = Stage2Config(**{name: bool(asked.get(name)) for name in WRAPPERS})
     probs = []
     for seed in range(args.seeds):
         torch.manual_seed(seed)
-        policy = StopPolicy(model.config.policy)
+        policy = StopPolicy(replace(model.config.policy))
         train_policy(policy, bank["features"].float(), bank["psnr"], ReinforceConfig(iterations=args.iterations, seed=seed))
         with torch.no_grad():
             probs.append(policy.stop_probability(feats.float()))
@@ -97,6 +108,11 @@ def main(argv=None) -> int:
             stops = stop_steps(probs[-1], feats, ratio)
             guard = f"knee guard ({ratio:g})" if ratio is not None else "knee guard (none beat the policy alone)"
             print(_row(f"seed {seed} + {guard}", stops, psnr, levels), flush=True)
+        if args.wrappers:
+            fit_stopping_wrappers(policy, bank["features"], bank["psnr"], wrappers)
+            names = ", ".join(n for n in WRAPPERS if getattr(wrappers, n)) or "none asked for"
+            print(_row(f"seed {seed} + the recipe's wrappers ({names})", policy_stops(policy, feats), psnr, levels),
+                  flush=True)
     print(_row("mean of the seeds' stop probabilities", greedy_stops(torch.stack(probs).mean(0)), psnr, levels))
     print(_row("oracle", psnr.argmax(1), psnr, levels))
     return 0

@@ -205,35 +205,40 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
             fresh_policy(model, cfg.reinforce.seed)
     history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
-    policy_cfg = model.config.policy
-    policy_cfg.knee_ratio = policy_cfg.step_floor = policy_cfg.step_ceiling = policy_cfg.moved_cap = None
-    floor = fit_floor(model, features, psnr) if cfg.step_floor else {}
-    ceiling = {}
-    if cfg.step_ceiling:
-        policy_cfg.step_ceiling, ceiling = fit_step_ceiling(model.policy, features, psnr)
-    knee = {}
-    if cfg.knee_guard:
-        ratio, scores = fit_knee_ratio(model.policy, features, psnr)
-        model.config.policy.knee_ratio = ratio
-        knee = {"knee_ratio": ratio, "bank_psnr_by_ratio": scores}
-    cap = {}
-    if cfg.moved_cap:
-        value, scores = fit_moved_cap(model.policy, features, psnr)
-        model.config.policy.moved_cap = value
-        cap = {"moved_cap": value, "bank_psnr_by_cap": scores}
+    wrappers = fit_stopping_wrappers(model.policy, features, psnr, cfg)
     for p in model.unit.parameters():
         p.requires_grad_(True)
     return {"history": history, "bank_levels": levels, "bank_psnr": psnr, "feature_selection": selection,
-            "knee_guard": knee, "step_floor": floor, "step_ceiling": ceiling, "moved_cap": cap}
+            **wrappers}
 
 
-def fit_floor(model: DURR, features: torch.Tensor, psnr: torch.Tensor) -> dict:
-    """Fit the step floor on a bank and keep it in ``model``'s policy config if it beats the
-    policy alone there. Returns the law and both bank scores."""
-    alone = mean_psnr_at(psnr, policy_stops(model.policy, features))
+def fit_stopping_wrappers(policy: StopPolicy, features: torch.Tensor, psnr: torch.Tensor, cfg: Stage2Config) -> dict:
+    """Fit, in this order and on a bank (features (N, T+1, F), psnr (N, T+1)), the step floor, the
+    step ceiling, the knee guard and the discrepancy cap that ``cfg`` asks for, each into
+    ``policy.config`` (the others are cleared). Returns {"step_floor", "step_ceiling",
+    "knee_guard", "moved_cap"}: what each fit scored ({} when not asked)."""
+    pc = policy.config
+    pc.knee_ratio = pc.step_floor = pc.step_ceiling = pc.moved_cap = None
+    out = {"step_floor": fit_floor(policy, features, psnr) if cfg.step_floor else {},
+           "step_ceiling": {}, "knee_guard": {}, "moved_cap": {}}
+    if cfg.step_ceiling:
+        pc.step_ceiling, out["step_ceiling"] = fit_step_ceiling(policy, features, psnr)
+    if cfg.knee_guard:
+        pc.knee_ratio, scores = fit_knee_ratio(policy, features, psnr)
+        out["knee_guard"] = {"knee_ratio": pc.knee_ratio, "bank_psnr_by_ratio": scores}
+    if cfg.moved_cap:
+        pc.moved_cap, scores = fit_moved_cap(policy, features, psnr)
+        out["moved_cap"] = {"moved_cap": pc.moved_cap, "bank_psnr_by_cap": scores}
+    return out
+
+
+def fit_floor(policy: StopPolicy, features: torch.Tensor, psnr: torch.Tensor) -> dict:
+    """Fit the step floor on a bank and keep it in ``policy.config`` if it beats the policy alone
+    there. Returns the law and both bank scores."""
+    alone = mean_psnr_at(psnr, policy_stops(policy, features))
     law = fit_step_floor(features, psnr)
-    model.config.policy.step_floor = law
-    floored = mean_psnr_at(psnr, policy_stops(model.policy, features))
+    policy.config.step_floor = law
+    floored = mean_psnr_at(psnr, policy_stops(policy, features))
     if floored <= alone:
-        model.config.policy.step_floor = None
+        policy.config.step_floor = None
     return {"law": list(law), "kept": floored > alone, "bank_psnr_floored": floored, "bank_psnr_policy_alone": alone}
