@@ -1,4 +1,4 @@
-"""The stage-2 rollout cache belongs to one restorer: other weights roll out anew."""
+"""The stage-2 rollout cache belongs to one restorer and one degradation bank: others roll out anew."""
 
 import torch
 
@@ -9,8 +9,8 @@ from durr.train.reinforce import ReinforceConfig
 from durr.train.stage2 import Stage2Config, fresh_policy, restorer_fingerprint, train_stage2
 
 
-def _sampler():
-    gen = torch.Generator().manual_seed(0)
+def _sampler(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
     clean = [torch.rand(40, 40, generator=gen) for _ in range(3)]
     degraded = [c + 0.1 * torch.randn(40, 40, generator=gen) for c in clean]
     return sampler_from_bank((get_degradation("gaussian"), (degraded, clean, torch.full((3,), 25.0,
@@ -35,6 +35,11 @@ def test_rollout_cache_is_reused_for_the_same_restorer_only(tmp_path, tiny_durr,
     train_stage2(model, _sampler(), cfg, progress=False, bank_cache=cache)
     assert len(calls) == 2
     assert torch.load(cache, weights_only=True)["restorer"] == restorer_fingerprint(model)
+
+    train_stage2(model, _sampler(seed=1), cfg, progress=False, bank_cache=cache)   # another degradation bank
+    assert len(calls) == 3
+    train_stage2(model, _sampler(seed=1), cfg, progress=False, bank_cache=cache)
+    assert len(calls) == 3
 
 
 def test_stage2_from_fresh_policy_does_not_depend_on_the_policy_the_model_held(tiny_durr, one_thread):

@@ -153,6 +153,21 @@ def restorer_fingerprint(model: DURR) -> str:
     return digest.hexdigest()
 
 
+def bank_fingerprint(sampler: PairSampler) -> str | None:
+    """SHA-256 of what a rollout bank is drawn from: the sampler's bank slices (shapes, levels,
+    a sum of each degraded slice) and its draw weights; None for a sampler without a bank."""
+    if sampler.bank is None:
+        return None
+    degraded, _, levels = sampler.bank
+    digest = hashlib.sha256()
+    digest.update(levels.double().contiguous().numpy().tobytes())
+    for t in degraded:
+        digest.update(repr((tuple(t.shape), round(float(t.double().sum()), 6))).encode())
+    if sampler.bank_weights is not None:
+        digest.update(sampler.bank_weights.double().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def rollout_cache_name(cfg: Stage2Config, prefix: str = "rollouts") -> str:
     """File name of a rollout bank cache: crops keep the historical ``rollouts.pt``."""
     name = prefix if not cfg.whole_slices else f"{prefix}_whole_{cfg.episodes}_{cfg.horizon}"
@@ -168,23 +183,25 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
     """Fit ``model.policy`` in place. Returns a summary with the REINFORCE log.
 
     ``bank_cache``: a file where the rollout bank is kept, so that retraining the policy of the
-    same restorer skips the rollouts; a cache made by other restorer weights is rolled out anew.
+    same restorer skips the rollouts; a cache made by other restorer weights, or from another
+    degradation bank, is rolled out anew.
     ``world``: this rank under ``torchrun`` (rollouts and episode batches are shared out).
     """
     world = world or World()
     for p in model.unit.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(cfg.reinforce.seed)
-    fingerprint = restorer_fingerprint(model)
+    fingerprint, drawn_from = restorer_fingerprint(model), bank_fingerprint(sampler)
     state = load_checkpoint(bank_cache) if bank_cache is not None and Path(bank_cache).exists() else {}
-    if state.get("restorer") == fingerprint and state["features"].shape[-1] == NUM_FEATURES:
+    if (state.get("restorer") == fingerprint and state.get("bank") == drawn_from
+            and state["features"].shape[-1] == NUM_FEATURES):
         features, psnr, levels = state["features"], state["psnr"], state["levels"]
-    else:  # no cache, or one rolled out by other restorer weights or with other features
+    else:  # no cache, or one rolled out by other restorer weights, from another bank or with other features
         features, psnr, levels = build_rollout_bank(model, sampler, cfg.episodes, cfg.horizon, generator,
                                                     cfg.chunk, progress, world, cfg.whole_slices)
         if bank_cache is not None and world.rank == 0:
             save_checkpoint(bank_cache, {"features": features, "psnr": psnr, "levels": levels,
-                                         "restorer": fingerprint})
+                                         "restorer": fingerprint, "bank": drawn_from})
         barrier(world)
     if cfg.whole_slices and sampler.bank_weights is not None:
         features, psnr, levels = resample_whole_slice_bank((features, psnr, levels), sampler, cfg)
