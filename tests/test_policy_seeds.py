@@ -33,21 +33,18 @@ def test_seeds_are_scored_against_the_oracle_and_other_restorers_rollouts_are_re
         for (psnr, steps), (best, _) in zip(_cells(row), oracle):
             assert psnr <= best + 1e-9 and 0 <= steps <= model.config.max_steps
 
-    assert main(args + ["--knee-guard", "--seeds", "1"]) == 0
-    rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| ")]
-    guarded = [r for r in rows if "+ knee guard" in r]
-    assert len(guarded) == 1
-    for (psnr, steps), (best, _) in zip(_cells(guarded[0]), oracle):
-        assert psnr <= best + 1e-9 and 0 <= steps <= model.config.max_steps
+    def one_extra_row(option: str, label: str) -> None:
+        assert main(args + [option, "--seeds", "1"]) == 0
+        rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| ")]
+        extra = [r for r in rows if label in r]
+        assert len(extra) == 1
+        for (psnr, steps), (best, _) in zip(_cells(extra[0]), oracle):
+            assert psnr <= best + 1e-9 and 0 <= steps <= model.config.max_steps
 
+    one_extra_row("--knee-guard", "+ knee guard")
     # the recipe's wrappers, refitted per seed on the same rollouts
     save_model(tmp_path / "model", model, extra_config={"recipe": {"stage2": {"step_ceiling": True, "moved_cap": True}}})
-    assert main(args + ["--wrappers", "--seeds", "1"]) == 0
-    rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| ")]
-    wrapped = [r for r in rows if "+ the recipe's wrappers (step_ceiling, moved_cap)" in r]
-    assert len(wrapped) == 1
-    for (psnr, steps), (best, _) in zip(_cells(wrapped[0]), oracle):
-        assert psnr <= best + 1e-9 and 0 <= steps <= model.config.max_steps
+    one_extra_row("--wrappers", "+ the recipe's wrappers (step_ceiling, moved_cap)")
 
     torch.save({**bank, "restorer": "another"}, tmp_path / "rollouts.pt")
     with pytest.raises(SystemExit):
