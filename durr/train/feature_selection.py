@@ -28,11 +28,15 @@ CANDIDATE_FEATURES: tuple[tuple[str, ...], ...] = (
 )
 
 
-def rehearsal_split(severity: torch.Tensor, heavy_fraction: float = 1 / 3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks (lighter, heaviest) of episodes by severity (N,): the top ``heavy_fraction`` of the range."""
+def rehearsal_split(severity: torch.Tensor, heavy_fraction: float = 1 / 3,
+                    light_fraction: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks (lighter, heaviest) of episodes by severity (N,): the top ``heavy_fraction`` of the
+    range, and below it everything (default) or only the bottom ``light_fraction`` of the range
+    (a wider gap to extrapolate across)."""
     lo, hi = float(severity.min()), float(severity.max())
     cut = hi - heavy_fraction * (hi - lo)
-    return severity < cut, severity >= cut
+    light = severity < cut if light_fraction is None else severity < lo + light_fraction * (hi - lo)
+    return light, severity >= cut
 
 
 def select_features(features: torch.Tensor, psnr: torch.Tensor, severity: torch.Tensor, base: PolicyConfig,
