@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from durr.bench import benchmark as bench
-from durr.control.knee import fit_knee_ratio
 from durr.control.policy import StopPolicy
-from durr.control.stopping import policy_stops, stop_steps
+from durr.control.stopping import policy_stops
 from durr.data.corpus import DEFAULT_CORPUS, load_split
 from durr.data.sources import GROUP_OF_FAMILY
 from durr.degrade import get_degradation
@@ -95,19 +94,21 @@ def main(argv=None) -> int:
     print("|---|" + "---|" * len(dict.fromkeys(levels)))
     asked = read_config(args.model).get("recipe", {}).get("stage2", {})
     wrappers = Stage2Config(**{name: bool(asked.get(name)) for name in WRAPPERS})
+    # each seed starts from the model's policy shape and features, not from its fitted wrappers
+    bare = replace(model.config.policy, knee_ratio=None, step_floor=None, step_ceiling=None, moved_cap=None)
     probs = []
     for seed in range(args.seeds):
         torch.manual_seed(seed)
-        policy = StopPolicy(replace(model.config.policy))
+        policy = StopPolicy(replace(bare))
         train_policy(policy, bank["features"].float(), bank["psnr"], ReinforceConfig(iterations=args.iterations, seed=seed))
         with torch.no_grad():
             probs.append(policy.stop_probability(feats.float()))
         print(_row(f"seed {seed}", greedy_stops(probs[-1]), psnr, levels), flush=True)
         if args.knee_guard:
-            ratio, _ = fit_knee_ratio(policy, bank["features"], bank["psnr"])
-            stops = stop_steps(probs[-1], feats, ratio)
+            fit_stopping_wrappers(policy, bank["features"], bank["psnr"], Stage2Config(knee_guard=True))
+            ratio = policy.config.knee_ratio
             guard = f"knee guard ({ratio:g})" if ratio is not None else "knee guard (none beat the policy alone)"
-            print(_row(f"seed {seed} + {guard}", stops, psnr, levels), flush=True)
+            print(_row(f"seed {seed} + {guard}", policy_stops(policy, feats), psnr, levels), flush=True)
         if args.wrappers:
             fit_stopping_wrappers(policy, bank["features"], bank["psnr"], wrappers)
             names = ", ".join(n for n in WRAPPERS if getattr(wrappers, n)) or "none asked for"

@@ -100,12 +100,12 @@ def state_features(x: torch.Tensor, x_prev: torch.Tensor, y: torch.Tensor, step:
         of the image, a few percent of a step's time.
     Returns (B, NUM_FEATURES), float32.
     """
-    needed = FEATURE_NAMES if needed is None else needed
+    needed = set(FEATURE_NAMES if needed is None else needed)
     sigma_y = noise_sigma(y) if sigma_y is None else sigma_y
     s = sigma_y.clamp_min(_EPS)
     nan = torch.full_like(s, float("nan"))
-    sigma_x = noise_sigma(x) if {"residual_noise_ratio", "log_residual_noise"} & set(needed) else nan
-    lag, structure = residual_whiteness(x, y, s) if {"residual_lag1", "residual_structure"} & set(needed) else (nan, nan)
+    sigma_x = noise_sigma(x) if {"residual_noise_ratio", "log_residual_noise"} & needed else nan
+    lag, structure = residual_whiteness(x, y, s) if {"residual_lag1", "residual_structure"} & needed else (nan, nan)
     feats = {
         "log_sigma_input": lambda: torch.log(s),
         "moved_over_sigma": lambda: _rms(x - y) / s,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from durr.control.stopping import mean_psnr_at, stop_steps
+from durr.control.stopping import config_stops, mean_psnr_at
 
 KNEE_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
@@ -37,10 +37,9 @@ def fit_knee_ratio(policy, features: torch.Tensor, psnr: torch.Tensor,
     "policy alone": mean PSNR}).
     """
     stop_prob = policy.stop_probability(features.float())
-    floor, ceiling = policy.config.step_floor, policy.config.step_ceiling
 
     def mean_psnr(ratio):
-        return mean_psnr_at(psnr, stop_steps(stop_prob, features, ratio, floor, step_ceiling=ceiling))
+        return mean_psnr_at(psnr, config_stops(stop_prob, features, policy.config, knee_ratio=ratio))
 
     scores = {f"{r:g}": mean_psnr(r) for r in grid}
     best = max(grid, key=lambda r: (scores[f"{r:g}"], -r))

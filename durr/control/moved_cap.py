@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from durr.control.stopping import MOVED, mean_psnr_at, stop_steps
+from durr.control.stopping import MOVED, config_stops, mean_psnr_at
 
 CAP_MARGIN = 1.5
 
@@ -30,7 +30,7 @@ def fit_moved_cap(policy, features: torch.Tensor, psnr: torch.Tensor, margin: fl
                   tolerance_db: float = 0.005) -> tuple[float | None, dict]:
     """``margin`` x the largest moved/sigma at a best step of the bank, rounded to 0.01, or None
     when that cap costs more than ``tolerance_db`` of mean PSNR on the bank (the policy with its
-    own knee guard and step floor).
+    own knee guard, step floor and step ceiling).
 
     features (B, T+1, NUM_FEATURES), psnr (B, T+1). Returns (cap, {"capped": PSNR, "no cap": PSNR,
     "largest at best step": value}).
@@ -38,10 +38,9 @@ def fit_moved_cap(policy, features: torch.Tensor, psnr: torch.Tensor, margin: fl
     at_best = float(features[torch.arange(psnr.shape[0]), psnr.argmax(dim=1), MOVED].max())
     cap = round(margin * at_best, 2)
     stop_prob = policy.stop_probability(features.float())
-    cfg = policy.config
 
     def mean_psnr(limit):
-        return mean_psnr_at(psnr, stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, limit, cfg.step_ceiling))
+        return mean_psnr_at(psnr, config_stops(stop_prob, features, policy.config, moved_cap=limit))
 
     scores = {"capped": mean_psnr(cap), "no cap": mean_psnr(None), "largest at best step": at_best}
     return (cap if scores["capped"] >= scores["no cap"] - tolerance_db else None), scores

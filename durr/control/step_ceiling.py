@@ -17,7 +17,7 @@ import math
 import torch
 
 from durr.control.step_floor import fit_step_floor
-from durr.control.stopping import mean_psnr_at, stop_steps
+from durr.control.stopping import config_stops, mean_psnr_at
 
 CEILING_FACTORS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 
@@ -33,10 +33,9 @@ def fit_step_ceiling(policy, features: torch.Tensor, psnr: torch.Tensor,
     """
     a, b = fit_step_floor(features, psnr)
     stop_prob = policy.stop_probability(features.float())
-    cfg = policy.config
 
     def mean_psnr(law):
-        return mean_psnr_at(psnr, stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, None, law))
+        return mean_psnr_at(psnr, config_stops(stop_prob, features, policy.config, step_ceiling=law))
 
     scores = {f"{c:g}": mean_psnr((a + math.log(c), b)) for c in factors}
     best = max(factors, key=lambda c: (scores[f"{c:g}"], c))

@@ -47,12 +47,20 @@ def stop_steps(stop_prob: torch.Tensor, features: torch.Tensor, knee_ratio: floa
     return torch.argmax(stop.int(), dim=1)
 
 
+def config_stops(stop_prob: torch.Tensor, features: torch.Tensor, cfg, **override) -> torch.Tensor:
+    """``stop_steps`` with the knee guard, floor, ceiling and cap of a ``PolicyConfig``, any of them
+    replaced by keyword (``knee_ratio=``, ``step_floor=``, ``step_ceiling=``, ``moved_cap=``): how
+    each wrapper's fit scores its candidates with the others in place. (B,) int64."""
+    wrappers = {"knee_ratio": cfg.knee_ratio, "step_floor": cfg.step_floor,
+                "step_ceiling": cfg.step_ceiling, "moved_cap": cfg.moved_cap, **override}
+    return stop_steps(stop_prob, features, **wrappers)
+
+
 def policy_stops(policy, features: torch.Tensor) -> torch.Tensor:
     """``stop_steps`` of a ``StopPolicy`` with the guard, floor, ceiling and cap of its own config; (B,) int64."""
     with torch.no_grad():
         stop_prob = policy.stop_probability(features.float())
-    cfg = policy.config
-    return stop_steps(stop_prob, features, cfg.knee_ratio, cfg.step_floor, cfg.moved_cap, cfg.step_ceiling)
+    return config_stops(stop_prob, features, policy.config)
 
 
 def mean_psnr_at(psnr: torch.Tensor, stops: torch.Tensor) -> float:
