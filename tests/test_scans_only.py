@@ -121,6 +121,9 @@ def test_each_stage_takes_its_sources_from_the_recipe_bank(tmp_path):
     assert len(restorer_bank[1][0]) == 4 and restorer_ids == ["src-a"] * 4
     assert torch.equal(restorer_bank[1][2], bank[1][2][:4])
     assert make_sampler(cfg, 32, tmp_path, bank=bank).bank_weights is None
+    cfg.stage1.sources, cfg.stage1.balance_sources = None, True
+    assert make_sampler(cfg, 32, tmp_path, bank=bank).bank_weights.tolist() == [0.25] * 4 + [0.5] * 2
+    cfg.stage1.sources, cfg.stage1.balance_sources = ["src-a"], False
     weights = policy_sampler(cfg, tmp_path, bank=bank).bank_weights
     assert weights.tolist() == [0.25] * 4 + [0.5] * 2          # src-a and src-b weigh the same
     cfg.stage1.sources = ["src-c"]

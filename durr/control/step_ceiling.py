@@ -19,7 +19,7 @@ import torch
 from durr.control.step_floor import fit_step_floor
 from durr.control.stopping import config_stops, mean_psnr_at
 
-CEILING_FACTORS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+CEILING_FACTORS = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 
 
 @torch.no_grad()

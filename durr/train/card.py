@@ -120,7 +120,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         f"- Stage 1: {s1['iterations']} iterations, batch {s1['batch']} patches of {s1['patch']}x{s1['patch']}, "
         f"Adam lr {s1['lr']:g} cosine to {s1['lr_min']:g}, schedule {s1['n_min']}..{s1['n_max']} steps "
         f"(mildest..heaviest seen level), overshoot weight {s1['overshoot_weight']:g}, seed {s1['seed']}; "
-        f"{_sources_phrase(s1.get('sources'))}.",
+        f"{_sources_phrase(s1.get('sources'))}"
+        + (", each source drawn equally often" if s1.get("balance_sources") else "") + ".",
         "- Stage 2 (REINFORCE, restorer frozen): "
         + (f"rollouts of whole bank slices (at most {s2['episodes']})" if s2.get("whole_slices")
            else f"{s2['episodes']} rollouts of {s2['patch']}x{s2['patch']}")

@@ -159,7 +159,7 @@ def stage_bank(bank, corpus: Path, cfg: RecipeConfig, stage: str):
     stage takes the whole bank and does not balance sources)."""
     sub = getattr(cfg, stage)
     scans_only = stage == "stage2" and cfg.stage2.scans_only
-    balanced = stage == "stage2" and cfg.stage2.balance_sources
+    balanced = sub.balance_sources
     if sub.sources is None and not scans_only and not balanced:
         return bank, None
     source_ids = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus).source_ids
@@ -179,10 +179,11 @@ def policy_sampler(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: P
 
 def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
                  progress: bool = True, bank=None, device: torch.device | str = "cpu") -> PairSampler:
-    """Stage 1's pairs from the corpus's train split (``cfg.stage1.sources``); ``bank`` reuses a
-    ``load_bank`` result."""
+    """Stage 1's pairs from the corpus's train split (``cfg.stage1.sources``, every source drawn
+    equally often when ``cfg.stage1.balance_sources``); ``bank`` reuses a ``load_bank`` result."""
     bank = bank or load_bank(cfg, corpus, work_dir, progress, device)
-    return sampler_from_bank(stage_bank(bank, corpus, cfg, "stage1")[0], patch)
+    bank, source_ids = stage_bank(bank, corpus, cfg, "stage1")
+    return sampler_from_bank(bank, patch, source_ids if cfg.stage1.balance_sources else None)
 
 
 def best_fixed_steps(psnr: torch.Tensor) -> int:

@@ -45,6 +45,9 @@ class Stage1Config:
     compile: bool = False     # torch.compile the convolutions (the unit for DURR), CPU or CUDA
     # Train-split sources (manifest source ids) the restorer learns from; None: all of them.
     sources: list[str] | None = None
+    # Draw patches so that each train source weighs the same (a real slice as much as all the
+    # generated phantoms together), rather than each slice.
+    balance_sources: bool = False
 
 
 def load_restorer_state(model: torch.nn.Module, state: dict) -> None:

@@ -88,6 +88,7 @@ def train_on_user_data(base: str | Path, degradation, data: UserData, out_dir: s
     if cfg.what not in ("policy", "restorer"):
         raise ValueError(f"what must be 'policy' or 'restorer', got {cfg.what!r}")
     corpus_only = [name for name, on in (("stage1.sources", cfg.stage1.sources is not None),
+                                         ("stage1.balance_sources", cfg.stage1.balance_sources),
                                          ("stage2.sources", cfg.stage2.sources is not None),
                                          ("stage2.scans_only", cfg.stage2.scans_only),
                                          ("stage2.balance_sources", cfg.stage2.balance_sources)) if on]
