@@ -12,6 +12,7 @@ import torch
 from durr.data.user_folder import SkippedScanWarning, read_user_folder, split_volumes
 from durr.degrade import get_degradation
 from durr.infer.model_io import load_model, save_model
+from durr.train.stage1 import Stage1Config
 from durr.train.stage2 import Stage2Config
 from durr.train.reinforce import ReinforceConfig
 from durr.train.user_training import (HeldoutShortfallWarning, UserTrainingConfig, evaluation_levels,
@@ -200,5 +201,9 @@ def test_corpus_source_choices_are_refused_for_a_user_folder(user_folder, tmp_pa
     data = read_user_folder(user_folder, "MR")
     cfg = UserTrainingConfig(stage2=Stage2Config(balance_sources=True, sources=["mni152"]))
     with pytest.raises(ValueError, match="stage2.sources, stage2.balance_sources: these choose among the corpus"):
+        train_on_user_data(base, get_degradation("mr-rician"), data, tmp_path / "o", tmp_path / "w", cfg,
+                           progress=False)
+    cfg = UserTrainingConfig(stage1=Stage1Config(balance_sources=True))
+    with pytest.raises(ValueError, match="^stage1.balance_sources: these choose among the corpus"):
         train_on_user_data(base, get_degradation("mr-rician"), data, tmp_path / "o", tmp_path / "w", cfg,
                            progress=False)
