@@ -18,6 +18,7 @@ def test_the_cap_limits_the_steps_and_the_change_on_a_clean_scan(tiny_durr, tmp_
     capped, free = rows[2].split("|"), rows[3].split("|")
     assert capped[2].strip() == "1-1" and free[2].strip() == "8-8"
     assert float(capped[3]) <= float(free[3])
+    assert 0 < float(capped[5]) <= float(free[5])      # the largest change, in the scan's units
     np.save(tmp_path / "clean.npy", volume)
     save_model(tmp_path / "m", model)
     assert main(["--model", str(tmp_path / "m"), "--scan", str(tmp_path / "clean.npy"), "--threads", "1"]) == 0

@@ -159,8 +159,7 @@ def stage_bank(bank, corpus: Path, cfg: RecipeConfig, stage: str):
     stage takes the whole bank and does not balance sources)."""
     sub = getattr(cfg, stage)
     scans_only = stage == "stage2" and cfg.stage2.scans_only
-    balanced = sub.balance_sources
-    if sub.sources is None and not scans_only and not balanced:
+    if sub.sources is None and not scans_only and not sub.balance_sources:
         return bank, None
     source_ids = load_split(GROUP_OF_FAMILY[cfg.family], "train", corpus).source_ids
     check_sources(sub.sources, source_ids, stage)
@@ -169,21 +168,25 @@ def stage_bank(bank, corpus: Path, cfg: RecipeConfig, stage: str):
     return keep_slices(bank, source_ids, cfg.bank_per_slice, keep), kept_ids
 
 
+def stage_sampler(bank, corpus: Path, cfg: RecipeConfig, stage: str, patch: int) -> PairSampler:
+    """``patch`` crops of the slices ``stage`` trains on (``stage_bank``), every source drawn
+    equally often when that stage's ``balance_sources`` is set."""
+    bank, source_ids = stage_bank(bank, corpus, cfg, stage)
+    return sampler_from_bank(bank, patch, source_ids if getattr(cfg, stage).balance_sources else None)
+
+
 def policy_sampler(cfg: RecipeConfig, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
                    progress: bool = True, bank=None) -> PairSampler:
     """Stage 2's pairs: the bank's slices of ``cfg.stage2.sources``, of scans only when ``scans_only``,
     every source drawn equally often when ``balance_sources``."""
-    bank, source_ids = stage_bank(bank or load_bank(cfg, corpus, work_dir, progress), corpus, cfg, "stage2")
-    return sampler_from_bank(bank, cfg.stage2.patch, source_ids if cfg.stage2.balance_sources else None)
+    return stage_sampler(bank or load_bank(cfg, corpus, work_dir, progress), corpus, cfg, "stage2", cfg.stage2.patch)
 
 
 def make_sampler(cfg: RecipeConfig, patch: int, corpus: Path = DEFAULT_CORPUS, work_dir: Path | None = None,
                  progress: bool = True, bank=None, device: torch.device | str = "cpu") -> PairSampler:
     """Stage 1's pairs from the corpus's train split (``cfg.stage1.sources``, every source drawn
     equally often when ``cfg.stage1.balance_sources``); ``bank`` reuses a ``load_bank`` result."""
-    bank = bank or load_bank(cfg, corpus, work_dir, progress, device)
-    bank, source_ids = stage_bank(bank, corpus, cfg, "stage1")
-    return sampler_from_bank(bank, patch, source_ids if cfg.stage1.balance_sources else None)
+    return stage_sampler(bank or load_bank(cfg, corpus, work_dir, progress, device), corpus, cfg, "stage1", patch)
 
 
 def best_fixed_steps(psnr: torch.Tensor) -> int:
