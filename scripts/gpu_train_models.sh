@@ -14,7 +14,8 @@
 # stage) and DIR/train-<name>.log (each one's output); <name> is the family or the recipe's stem.
 # Environment: DURR_DEVICE (default cuda), DURR_ITERATIONS (override, for a smoke test),
 # DURR_STAGE_TIMEOUT (seconds per stage; a stage cut short leaves a checkpoint that
-# `durr train all` resumes), PYTHON (default python3).
+# `durr train all` resumes), DURR_STAGES (default "restorer baseline"; "restorer" alone for a
+# trial whose fixed CNN would be the shipped one's), PYTHON (default python3).
 set -uo pipefail
 out="${OUT:-gpu_out}"
 mkdir -p "$out"
@@ -38,7 +39,7 @@ train_family() {  # FAMILY[=RECIPE]: restorer, then baseline, then the archive; 
     local family=${1%%=*} recipe="models/${1%%=*}/train.yaml" name=${1%%=*} status=0
     if [[ $1 == *=* ]]; then recipe=${1#*=}; name=$(basename "$recipe" .yaml); fi
     local work="runs/gpu-$name" flog="$out/train-$name.log"
-    for stage in restorer baseline; do
+    for stage in ${DURR_STAGES:-restorer baseline}; do
         start=$(date +%s)
         if timeout "${DURR_STAGE_TIMEOUT:-0}" "$py" -m durr train "$stage" --family "$family" --config "$recipe" \
                 --work-dir "$work" --device "$device" "${extra[@]}" >>"$flog" 2>&1; then
@@ -48,7 +49,9 @@ train_family() {  # FAMILY[=RECIPE]: restorer, then baseline, then the archive; 
             status=1
         fi
     done
-    tar czf "$out/stage1-$name.tar.gz" -C runs --exclude='*.tmp' "gpu-$name/restorer" "gpu-$name/fixed_cnn" \
+    local parts=()
+    for part in restorer fixed_cnn; do [ -d "runs/gpu-$name/$part" ] && parts+=("gpu-$name/$part"); done
+    tar czf "$out/stage1-$name.tar.gz" -C runs --exclude='*.tmp' "${parts[@]}" \
         2>>"$flog" || status=1
     return $status
 }
