@@ -82,6 +82,7 @@ class Restoration:
     seconds: float
     axis: int
     trajectory: np.ndarray | None = None
+    level_scale: np.ndarray | None = None  # (Z,) factor each slice ran at (below 1: noisier than trained on)
 
 
 def view_axis(scan: Scan) -> int:
@@ -100,7 +101,7 @@ def restore(scan: Scan, model: DURR) -> Restoration:
     with MODEL_LOCK:
         restored, info = restore_scan(scan, model, mode="policy", record=single)
     return Restoration(restored, np.asarray(info.steps), info.stop_prob, info.seconds, info.slice_axis,
-                       info.trajectory if single else None)
+                       info.trajectory if single else None, info.level_scale)
 
 
 @dataclass

@@ -175,6 +175,11 @@ def restore_page(loaded, scan_key: str, model, model_key: str, index: int, image
         st.warning(f"The policy ran {at_limit} of {len(result.steps)} slice(s) to the step limit "
                    f"({model.config.max_steps} steps): it found no point to stop, so the scan may be clean or "
                    "unlike the model's training data. Compare with the original before using the result.")
+    heavier = 0 if result.level_scale is None else int((result.level_scale < 1).sum())
+    if heavier:
+        st.info(f"{heavier} of {len(result.steps)} slice(s) are noisier than this model's training range: they ran "
+                "scaled down to its heaviest seen noise level (level scale) and the result was scaled back. This "
+                "is an extrapolation; compare with the original before using the result.")
     diff = restored - image
     diff_view, half = views.difference_view(diff, floor=1e-3 * (window[1] - window[0]))
     columns = st.columns(3)

@@ -359,3 +359,21 @@ def test_slices_the_policy_runs_to_the_step_limit_are_counted_and_flagged(tmp_pa
     assert _cli(SAMPLES / "ct_small.dcm", "-o", tmp_path / "fixed", "--model", tmp_path / "never", "--steps", 2,
                 "--report", tmp_path / "fixed" / "r.json") == 0
     assert json.loads((tmp_path / "fixed" / "r.json").read_text())["scans"][0]["at_limit"] == 0
+
+
+def test_slices_noisier_than_the_training_range_are_counted_and_flagged(tmp_path, tiny_durr, capsys):
+    model = tiny_durr("CT", "ct-lowdose", 0)
+    model.config.noise_ref = 1e-4          # any real scan is noisier than this
+    save_model(tmp_path / "scaled", model)
+    out = tmp_path / "out"
+    assert _cli(SAMPLES / "ct_small.dcm", "-o", out, "--model", tmp_path / "scaled", "--max-steps", 2,
+                "--report", out / "r.json") == 0
+    row = json.loads((out / "r.json").read_text())["scans"][0]
+    assert row["above_seen"] == row["slices"] == 1
+    text = capsys.readouterr().out
+    assert "1 slice noisier than the training range" in text and "(column 'above_seen')" in text
+    model.config.noise_ref = None
+    save_model(tmp_path / "plain", model)
+    assert _cli(SAMPLES / "ct_small.dcm", "-o", tmp_path / "plain-out", "--model", tmp_path / "plain", "--max-steps", 2,
+                "--report", tmp_path / "r2.json") == 0
+    assert json.loads((tmp_path / "r2.json").read_text())["scans"][0]["above_seen"] == 0

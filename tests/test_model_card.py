@@ -37,3 +37,11 @@ def test_the_card_names_the_sources_each_stage_trained_on(tmp_path):
     card = write_model_card(tmp_path, config, None, None).read_text()
     assert "train sources `skimage-camera`, `skimage-moon` only" in card
     assert "train sources `skimage-coins` only" in card and "every train source above" not in card
+
+
+def test_the_card_states_the_level_scale_only_when_the_model_has_one(tmp_path):
+    config = _config(None)
+    config["durr"]["noise_ref"] = 0.0344
+    assert "above 0.0344, the median" in write_model_card(tmp_path, config, None, None).read_text()
+    config["durr"]["noise_ref"] = None
+    assert "Level scale" not in write_model_card(tmp_path, config, None, None).read_text()

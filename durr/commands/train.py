@@ -133,7 +133,7 @@ def _train_policy(args, cfg, work: Path, world) -> int:
     training.update(stage2_final=result["history"][-1], stage2_feature_selection=result["feature_selection"],
                     stage2_knee_guard=result["knee_guard"], stage2_step_floor=result["step_floor"],
                     stage2_step_ceiling=result["step_ceiling"], stage2_moved_cap=result["moved_cap"],
-                    stage2_seconds=time.perf_counter() - t0)
+                    stage2_noise_ref=result["noise_ref"], stage2_seconds=time.perf_counter() - t0)
     training.setdefault("parameters", {})["policy"] = sum(p.numel() for p in model.policy.parameters())
     extra.setdefault("recipe", {})["stage2"] = asdict(cfg.stage2)
     extra["recipe"].setdefault("model", {})["policy"] = asdict(cfg.model.policy)

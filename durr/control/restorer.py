@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from durr.control.features import noise_free, noise_sigma, state_features, update_over_sigma
+from durr.control.level_scale import level_scale
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.step_floor import LOG_SIGMA, ceiling_steps, floor_steps
@@ -41,6 +42,9 @@ class DURRConfig:
     family: str = "mr-rician"       # the degradation it was trained on
     rule: str = "euler"             # step rule (``durr.schemes.rule_names()``)
     max_steps: int = 40             # hard cap on steps at inference
+    # Inputs noisier than this (working-domain noise level) are scaled down to it before the
+    # dynamic runs, and the result scaled back (``durr.control.level_scale``); None: never.
+    noise_ref: float | None = None
     unit: UnitConfig = field(default_factory=UnitConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
@@ -64,12 +68,15 @@ class Rollout:
     steps : (B,) int64, the number of steps executed for each image (its terminal time).
     stop_prob : (B, T+1) the policy's stop probability at steps 0..T (policy mode), else None.
     trajectory : list of (B, 1, H, W) estimates at steps 0..T when ``record=True``.
+    level_scale : (B,) the factor each input ran at (``durr.control.level_scale``; below 1: noisier
+        than the heaviest seen level), or None for a model without a level scale.
     """
 
     output: torch.Tensor
     steps: torch.Tensor
     stop_prob: torch.Tensor | None = None
     trajectory: list[torch.Tensor] | None = None
+    level_scale: torch.Tensor | None = None
 
 
 class DURR(nn.Module):
@@ -126,6 +133,22 @@ class DURR(nn.Module):
             cap = int(steps)
         if mode == "oracle" and score is None:
             raise ValueError("mode='oracle' needs a score function (it uses the clean image)")
+        if self.config.noise_ref is None:
+            return self._rollout_unscaled(y, mode, cap, score, record)
+        a = level_scale(noise_sigma(y), self.config.noise_ref)[:, None, None, None]
+        if not bool((a < 1).any()):
+            out = self._rollout_unscaled(y, mode, cap, score, record)
+        else:
+            out = self._rollout_unscaled(y * a, mode, cap, None if score is None else (lambda x: score(x / a)), record)
+            out.output = out.output / a
+            if out.trajectory is not None:
+                out.trajectory = [t / a for t in out.trajectory]
+        out.level_scale = a.flatten()
+        return out
+
+    def _rollout_unscaled(self, y: torch.Tensor, mode: str, cap: int,
+                          score: Callable[[torch.Tensor], torch.Tensor] | None, record: bool) -> Rollout:
+        """``rollout`` without the level scale (``cap``: the resolved step limit)."""
         if mode == "sure":
             return self._rollout_sure(y, cap, record)
         if mode == "policy" and self.config.policy.knee_ratio is not None:

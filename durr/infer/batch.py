@@ -137,6 +137,7 @@ class Row:
     steps_min: int | None = None
     steps_max: int | None = None
     at_limit: int = 0               # slices the policy ran to the step limit (it found no point to stop)
+    above_seen: int = 0             # slices noisier than the model's training range (run scaled down to it)
     seconds: float = 0.0
     clipped: int = 0                # values clipped to the stored bit depth on writing
     error: str = ""
@@ -424,6 +425,8 @@ def restore_job(job: Job, settings: Settings, models: ModelCache, outdir: Path, 
         row.steps_min, row.steps_max = int(steps.min()), int(steps.max())
         if settings.mode == "policy":
             row.at_limit = int((steps >= (settings.max_steps or model.config.max_steps)).sum())
+        if info.level_scale is not None:
+            row.above_seen = int((info.level_scale < 1).sum())
         staged = job.output.with_name(f".{_STAGE}-{_hex8()}-{job.output.name}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ClippedValuesWarning)
@@ -472,6 +475,8 @@ def _describe(row: Row) -> str:
     notes = f", {row.clipped} values clipped" if row.clipped else ""
     if row.at_limit:
         notes += f", {row.at_limit} slice{'s' if row.at_limit != 1 else ''} at the step limit"
+    if row.above_seen:
+        notes += f", {row.above_seen} slice{'s' if row.above_seen != 1 else ''} noisier than the training range"
     what = "skipped (complete)" if row.status == "skipped" else "restored"
     slices = f"{row.slices} slice{'s' if row.slices != 1 else ''}"
     return f"{what}: {row.input} -> {row.output} ({slices}, {steps}, {row.model}, {row.seconds:.2f} s{notes})"
@@ -530,6 +535,11 @@ def summary(rows: Sequence[Row], report: Path | None = None) -> str:
         text.append(f"  {len(limited)} restored scan(s) had slices the policy ran to the step limit (column "
                     "'at_limit'): it found no point to stop, so the scan may be clean or unlike the model's "
                     "training data; check those outputs, or give --steps N")
+    heavier = [r for r in rows if r.above_seen and r.status == "restored"]
+    if heavier:
+        text.append(f"  {len(heavier)} restored scan(s) had slices noisier than the model's training range (column "
+                    "'above_seen'): they ran scaled down to its heaviest seen level (durr.control.level_scale); "
+                    "restoration there is an extrapolation, check those outputs")
     if counts["failed"]:
         text.append("failed scans:")
         text += [f"  {r.input}: {r.error}" for r in rows if r.status == "failed"]

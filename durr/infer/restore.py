@@ -25,6 +25,7 @@ class RestoreInfo:
     trajectory: np.ndarray | None = None  # (T+1, Z, H, W) physical units, when recorded
     slice_axis: int = 0
     extra: dict = field(default_factory=dict)
+    level_scale: np.ndarray | None = None  # (Z,) factor each slice ran at (durr.control.level_scale), if any
 
 
 def prepare(model: DURR, device: str | torch.device = "auto") -> tuple[DURR, torch.device]:
@@ -52,7 +53,7 @@ def restore_slices(model: DURR, slices: np.ndarray, mode: str = "policy", steps:
                          f"this model is for {model.config.family}: use the policy or a fixed step count")
     model, dev = prepare(model, device)
     out = np.empty_like(slices, dtype=np.float32)
-    all_steps, all_probs, trajectory = [], [], []
+    all_steps, all_probs, trajectory, scales = [], [], [], []
     t0 = time.perf_counter()
     for start in range(0, slices.shape[0], batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(slices[start:start + batch_size], dtype=np.float32))
@@ -61,6 +62,8 @@ def restore_slices(model: DURR, slices: np.ndarray, mode: str = "policy", steps:
             result = model.restore(y, mode=mode, steps=steps, max_steps=max_steps, record=record)
         out[start:start + batch_size] = result.output[:, 0].float().cpu().numpy()
         all_steps.append(result.steps.cpu().numpy())
+        if result.level_scale is not None:
+            scales.append(result.level_scale.float().cpu().numpy())
         if result.stop_prob is not None:
             all_probs.append(result.stop_prob.float().cpu().numpy())
         if record:
@@ -78,7 +81,8 @@ def restore_slices(model: DURR, slices: np.ndarray, mode: str = "policy", steps:
         # batches that stopped earlier hold their final estimate for the remaining steps
         traj = np.concatenate([np.concatenate([t, np.repeat(t[-1:], length - t.shape[0], 0)]) for t in trajectory],
                               axis=1)
-    return out, RestoreInfo(np.concatenate(all_steps), time.perf_counter() - t0, probs, traj)
+    return out, RestoreInfo(np.concatenate(all_steps), time.perf_counter() - t0, probs, traj,
+                            level_scale=np.concatenate(scales) if scales else None)
 
 
 def slice_axis(scan: Scan) -> int:

@@ -65,6 +65,14 @@ def _cap_sentence(cap: dict | None) -> str:
             f"({scores['largest at best step']:.2f}); free there ({scores['capped']:.2f} dB with and without).")
 
 
+def _level_scale_sentence(noise_ref: float | None) -> str:
+    if noise_ref is None:
+        return ""
+    return (f" Level scale (`durr.control.level_scale`): an input whose noise level (working domain, Haar-MAD) "
+            f"is above {noise_ref:g}, the median over the same rollouts' inputs in the heaviest fifth of the "
+            "seen range, is scaled down to it before the dynamic runs and the result scaled back.")
+
+
 def _manifest_rows(family: str, manifest: Path) -> list[dict]:
     group = GROUP_OF_FAMILY.get(family)
     with open(manifest, newline="") as f:
@@ -132,7 +140,8 @@ def write_model_card(folder: Path, config: dict, benchmark_table: str | None = N
         f"{s2['reinforce']['step_cost']:g} dB, entropy weight {s2['reinforce']['entropy_weight']:g}."
         + _floor_sentence(training.get("stage2_step_floor")) + _ceiling_sentence(training.get("stage2_step_ceiling"))
         + _knee_sentence(training.get("stage2_knee_guard"))
-        + _cap_sentence(training.get("stage2_moved_cap")),
+        + _cap_sentence(training.get("stage2_moved_cap"))
+        + _level_scale_sentence(config["durr"].get("noise_ref")),
         f"- Time: stage 1 restorer {training['stage1_restorer_seconds'] / 60:.1f} min, fixed CNN "
         f"{training['stage1_fixed_cnn_seconds'] / 60:.1f} min"
         + (f" on {training['stage1_device']}; stage 2" if on_gpu else ", stage 2")

@@ -233,7 +233,7 @@ def train_recipe(cfg: RecipeConfig, work_dir: str | Path, out_dir: str | Path, c
             "machine": platform.machine(), "processor": platform.processor() or "unknown",
             "stage2_final": s2["history"][-1], "stage2_knee_guard": s2["knee_guard"],
             "stage2_step_floor": s2["step_floor"], "stage2_step_ceiling": s2["step_ceiling"],
-            "stage2_moved_cap": s2["moved_cap"],
+            "stage2_moved_cap": s2["moved_cap"], "stage2_noise_ref": s2["noise_ref"],
             "parameters": {"durr_unit": sum(p.numel() for p in model.unit.parameters()),
                            "policy": sum(p.numel() for p in model.policy.parameters()),
                            "fixed_cnn": sum(p.numel() for p in baseline.parameters())},

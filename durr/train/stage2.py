@@ -11,9 +11,10 @@ from tqdm.auto import tqdm
 
 from durr.control.features import NUM_FEATURES, trajectory_features
 from durr.control.knee import fit_knee_ratio
+from durr.control.level_scale import fit_noise_ref
 from durr.control.moved_cap import fit_moved_cap
 from durr.control.step_ceiling import fit_step_ceiling
-from durr.control.step_floor import fit_step_floor
+from durr.control.step_floor import LOG_SIGMA, fit_step_floor
 from durr.control.stopping import mean_psnr_at, policy_stops
 from durr.control.policy import PolicyConfig, StopPolicy
 from durr.control.restorer import DURR
@@ -56,6 +57,9 @@ class Stage2Config:
     # After the floor, the ceiling and the guard, fit the discrepancy cap (``durr.control.moved_cap``): a cap on
     # rms(x_n - y) / sigma_y a margin above its largest value at a best step, kept if free there.
     moved_cap: bool = False
+    # Fit the level scale's reference noise level (``durr.control.level_scale``) on the rollouts'
+    # inputs: at inference an input noisier than the heaviest seen level is scaled down to it.
+    level_scale: bool = False
     # Train-split sources (manifest source ids) the rollouts come from; None: all of them.
     sources: list[str] | None = None
     # Every source weighs the same in the rollouts (not every slice): the CT recipe's three real
@@ -223,10 +227,12 @@ def train_stage2(model: DURR, sampler: PairSampler, cfg: Stage2Config, progress:
     history = train_policy(model.policy, features.float(), psnr, cfg.reinforce, report, world)
     bar.close()
     wrappers = fit_stopping_wrappers(model.policy, features, psnr, cfg)
+    model.config.noise_ref = (fit_noise_ref(features[:, 0, LOG_SIGMA].double().exp(), levels, sampler.degradation)
+                              if cfg.level_scale else None)
     for p in model.unit.parameters():
         p.requires_grad_(True)
     return {"history": history, "bank_levels": levels, "bank_psnr": psnr, "feature_selection": selection,
-            **wrappers}
+            "noise_ref": model.config.noise_ref, **wrappers}
 
 
 def fit_stopping_wrappers(policy: StopPolicy, features: torch.Tensor, psnr: torch.Tensor, cfg: Stage2Config) -> dict:
