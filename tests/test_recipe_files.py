@@ -8,7 +8,7 @@ import pytest
 from durr.train.pipeline import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILY_OF_PREFIX = {"ct-": "ct-lowdose", "mr-": "mr-rician"}
+FAMILY_OF_PREFIX = {"ct-": "ct-lowdose", "mr-": "mr-rician", "gaussian-": "gaussian"}
 RECIPES = sorted(ROOT.glob("models/*/train.yaml")) + sorted(ROOT.glob("scripts/recipes/*.yaml"))
 
 
