@@ -7,6 +7,9 @@ episode with reward 0; reaching ``max_steps`` truncates it. The return therefore
 ``durr.train.reinforce.episode_return`` for the same trajectory.
 
 For batches use ``gymnasium.make_vec("durr/MovingEndpoint-v0", num_envs=B)``.
+
+The episodes are the unscaled dynamic, as stage 2's rollouts: the level scale
+(``durr.control.level_scale``) and the stopping wrappers act at inference only.
 """
 
 from __future__ import annotations
