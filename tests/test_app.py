@@ -434,3 +434,19 @@ def test_page_warns_when_the_policy_runs_to_the_step_limit(page, tmp_path, tiny_
     page.button(key="restore").click().run()
     assert not page.exception and metric(page, "Steps chosen by the policy") == str(MAX_STEPS)
     assert any(f"1 of 1 slice(s) to the step limit ({MAX_STEPS} steps)" in w.value for w in page.warning)
+
+
+def test_page_says_when_a_scan_is_noisier_than_the_training_range(page, tmp_path, tiny_durr):
+    for name, noise_ref in (("scaled", 1e-4), ("plain", None)):   # any real scan is noisier than 1e-4
+        model = tiny_durr("CT", "ct-lowdose", max_steps=MAX_STEPS)
+        model.config.noise_ref = noise_ref
+        save_model(tmp_path / name, model)
+    page.radio(key="source").set_value("Bundled sample").run()
+    page.selectbox(key="sample").set_value("CT slice, 128x128 (ct_small.dcm)").run()
+    page.text_input(key="model_folder").input(str(tmp_path / "plain")).run()
+    page.button(key="restore").click().run()
+    assert not page.exception and not any("training range" in i.value for i in page.info)
+    page.text_input(key="model_folder").input(str(tmp_path / "scaled")).run()
+    page.button(key="restore").click().run()
+    assert not page.exception
+    assert any("1 of 1 slice(s) are noisier than this model's training range" in i.value for i in page.info)
