@@ -49,3 +49,41 @@ def test_seeds_are_scored_against_the_oracle_and_other_restorers_rollouts_are_re
     torch.save({**bank, "restorer": "another"}, tmp_path / "rollouts.pt")
     with pytest.raises(SystemExit):
         main(args)
+
+
+def _thresholded_heat_flow(threshold: float, gain: float = 0.5):
+    """A DURR whose unit is F(x, y) = gain * soft-threshold(blur(x) - x): it denoises, and its
+    threshold (a bias) makes it depend on the input's scale, as a trained unit does."""
+    from durr.control.restorer import DURR, DURRConfig
+    from durr.control.unit import UnitConfig
+
+    model = DURR(DURRConfig(modality="OT", family="gaussian", max_steps=8, unit=UnitConfig(channels=2, depth=2)))
+    laplace = torch.full((3, 3), 1 / 9)
+    laplace[1, 1] -= 1.0
+    first, last = model.unit.net[0], model.unit.net[-1]
+    with torch.no_grad():
+        first.weight.zero_()
+        first.weight[0, 0], first.weight[1, 0] = laplace, -laplace
+        first.bias.fill_(-threshold)
+        last.weight.zero_()
+        last.weight[0, 0, 1, 1], last.weight[0, 1, 1, 1] = gain, -gain
+        last.bias.zero_()
+    return model
+
+
+def test_the_level_scale_probe_scores_each_fixed_scale_and_the_models_rule(tmp_path, capsys, one_thread):
+    from durr.bench.level_scale import main as probe
+
+    write_corpus(tmp_path / "corpus", "natural", {"dev": [smooth_image(i) for i in (0, 1)]})
+    model = _thresholded_heat_flow(threshold=0.05)
+    model.config.noise_ref = 0.05
+    save_model(tmp_path / "model", model)
+    args = ["--family", "gaussian", "--model", str(tmp_path / "model"), "--corpus", str(tmp_path / "corpus"),
+            "--levels", "20,65", "--scales", "1,0.5"]
+    assert probe(args) == 0
+    rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| a = 1", "| a = 0.5", "| the model's rule (noise_ref 0.05)"]
+    unscaled, halved, rule = (_cells(r) for r in rows[1:])
+    assert unscaled != halved and all(0 <= steps <= model.config.max_steps for _, steps in unscaled + halved + rule)
+    with pytest.raises(SystemExit):
+        probe(args[:-1] + ["1.5"])

@@ -57,7 +57,8 @@ def scored_trajectories(model, family: str, split: str, max_images: int | None, 
     return torch.stack(feats), torch.stack(psnr), np.array(lv)
 
 
-def _row(name: str, stops: torch.Tensor, psnr: torch.Tensor, levels: np.ndarray) -> str:
+def score_row(name: str, stops: torch.Tensor, psnr: torch.Tensor, levels: np.ndarray) -> str:
+    """A table row: mean PSNR / mean step at ``stops`` (N,) of ``psnr`` (N, T+1), per level of ``levels`` (N,)."""
     got = psnr.gather(1, stops[:, None])[:, 0]
     cells = [f"{float(got[m].mean()):.2f} / {float(stops[m].float().mean()):.1f}"
              for m in (torch.from_numpy(levels == v) for v in dict.fromkeys(levels))]
@@ -103,19 +104,19 @@ def main(argv=None) -> int:
         train_policy(policy, bank["features"].float(), bank["psnr"], ReinforceConfig(iterations=args.iterations, seed=seed))
         with torch.no_grad():
             probs.append(policy.stop_probability(feats.float()))
-        print(_row(f"seed {seed}", greedy_stops(probs[-1]), psnr, levels), flush=True)
+        print(score_row(f"seed {seed}", greedy_stops(probs[-1]), psnr, levels), flush=True)
         if args.knee_guard:
             fit_stopping_wrappers(policy, bank["features"], bank["psnr"], Stage2Config(knee_guard=True))
             ratio = policy.config.knee_ratio
             guard = f"knee guard ({ratio:g})" if ratio is not None else "knee guard (none beat the policy alone)"
-            print(_row(f"seed {seed} + {guard}", policy_stops(policy, feats), psnr, levels), flush=True)
+            print(score_row(f"seed {seed} + {guard}", policy_stops(policy, feats), psnr, levels), flush=True)
         if args.wrappers:
             fit_stopping_wrappers(policy, bank["features"], bank["psnr"], wrappers)
             names = ", ".join(n for n in WRAPPERS if getattr(wrappers, n)) or "none asked for"
-            print(_row(f"seed {seed} + the recipe's wrappers ({names})", policy_stops(policy, feats), psnr, levels),
+            print(score_row(f"seed {seed} + the recipe's wrappers ({names})", policy_stops(policy, feats), psnr, levels),
                   flush=True)
-    print(_row("mean of the seeds' stop probabilities", greedy_stops(torch.stack(probs).mean(0)), psnr, levels))
-    print(_row("oracle", psnr.argmax(1), psnr, levels))
+    print(score_row("mean of the seeds' stop probabilities", greedy_stops(torch.stack(probs).mean(0)), psnr, levels))
+    print(score_row("oracle", psnr.argmax(1), psnr, levels))
     return 0
 
 
