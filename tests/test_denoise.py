@@ -377,3 +377,12 @@ def test_slices_noisier_than_the_training_range_are_counted_and_flagged(tmp_path
     assert _cli(SAMPLES / "ct_small.dcm", "-o", tmp_path / "plain-out", "--model", tmp_path / "plain", "--max-steps", 2,
                 "--report", tmp_path / "r2.json") == 0
     assert json.loads((tmp_path / "r2.json").read_text())["scans"][0]["above_seen"] == 0
+
+
+def test_scans_read_as_other_get_a_hint_unless_the_modality_was_given(tmp_path, tiny_durr, capsys):
+    save_model(tmp_path / "m", tiny_durr("OT", "gaussian", 0))
+    assert _cli(SAMPLES / "ct_spine.png", "-o", tmp_path / "auto", "--model", tmp_path / "m", "--steps", 1) == 0
+    assert "1 restored scan(s) were read as 'other' (OT)" in capsys.readouterr().out
+    assert _cli(SAMPLES / "ct_spine.png", "-o", tmp_path / "given", "--model", tmp_path / "m", "--steps", 1,
+                "--modality", "other") == 0
+    assert "read as 'other'" not in capsys.readouterr().out

@@ -521,8 +521,11 @@ def run_shard(jobs: Sequence[Job], settings: Settings, outdir: Path, *, rank: in
 # --------------------------------------------------------------------------- reports
 
 
-def summary(rows: Sequence[Row], report: Path | None = None) -> str:
-    """The closing lines: counts, then every failed scan with its reason."""
+def summary(rows: Sequence[Row], report: Path | None = None, modality_given: bool = False) -> str:
+    """The closing lines: counts, notes, then every failed scan with its reason.
+
+    modality_given : ``--modality`` was set; otherwise scans read as "other" get a hint.
+    """
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     text = [f"durr denoise: {len(rows)} scan{'s' if len(rows) != 1 else ''}: {counts['restored']} restored, "
             f"{counts['skipped']} skipped (output already complete), {counts['failed']} failed"]
@@ -535,6 +538,11 @@ def summary(rows: Sequence[Row], report: Path | None = None) -> str:
         text.append(f"  {len(limited)} restored scan(s) had slices the policy ran to the step limit (column "
                     "'at_limit'): it found no point to stop, so the scan may be clean or unlike the model's "
                     "training data; check those outputs, or give --steps N")
+    other = [r for r in rows if r.modality == "OT" and r.status == "restored"]
+    if other and not modality_given:
+        text.append(f"  {len(other)} restored scan(s) were read as 'other' (OT) and restored with the {other[0].model} "
+                    "model: NIfTI, PNG, TIFF and NPY files carry no modality; for MR or CT scans give --modality mr "
+                    "or --modality ct")
     heavier = [r for r in rows if r.above_seen and r.status == "restored"]
     if heavier:
         text.append(f"  {len(heavier)} restored scan(s) had slices noisier than the model's training range (column "
@@ -646,7 +654,8 @@ def denoise(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, sett
             # makes the launcher stop the others, so rank 0 reports while they still wait
             written = write_report(rows, report) if report is not None else None
             if announce:
-                print(summary(rows, written), file=out or sys.stdout, flush=True)
+                print(summary(rows, written, modality_given=settings.modality is not None), file=out or sys.stdout,
+                      flush=True)
         else:
             rows, failed = mine, False
         failed = bool(world.broadcast(failed))
