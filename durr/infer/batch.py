@@ -529,25 +529,23 @@ def summary(rows: Sequence[Row], report: Path | None = None, modality_given: boo
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     text = [f"durr denoise: {len(rows)} scan{'s' if len(rows) != 1 else ''}: {counts['restored']} restored, "
             f"{counts['skipped']} skipped (output already complete), {counts['failed']} failed"]
-    clipped = [r for r in rows if r.clipped and r.status == "restored"]
-    if clipped:
-        text.append(f"  {len(clipped)} restored scan(s) had values clipped to the stored bit depth "
-                    "(column 'clipped' of the report)")
-    limited = [r for r in rows if r.at_limit and r.status == "restored"]
-    if limited:
-        text.append(f"  {len(limited)} restored scan(s) had slices the policy ran to the step limit (column "
-                    "'at_limit'): it found no point to stop, so the scan may be clean or unlike the model's "
-                    "training data; check those outputs, or give --steps N")
-    other = [r for r in rows if r.modality == "OT" and r.status == "restored"]
-    if other and not modality_given:
-        text.append(f"  {len(other)} restored scan(s) were read as 'other' (OT) and restored with the {other[0].model} "
-                    "model: NIfTI, PNG, TIFF and NPY files carry no modality; for MR or CT scans give --modality mr "
-                    "or --modality ct")
-    heavier = [r for r in rows if r.above_seen and r.status == "restored"]
-    if heavier:
-        text.append(f"  {len(heavier)} restored scan(s) had slices noisier than the model's training range (column "
-                    "'above_seen'): they ran scaled down to its heaviest seen level (durr.control.level_scale); "
-                    "restoration there is an extrapolation, check those outputs")
+    restored = [r for r in rows if r.status == "restored"]
+    notes = (
+        (lambda r: r.clipped, "had values clipped to the stored bit depth (column 'clipped' of the report)"),
+        (lambda r: r.at_limit, "had slices the policy ran to the step limit (column 'at_limit'): it found no "
+                               "point to stop, so the scan may be clean or unlike the model's training data; "
+                               "check those outputs, or give --steps N"),
+        (lambda r: r.modality == "OT" and not modality_given,
+         "were read as 'other' (OT) and restored with the model for other images: NIfTI, PNG, TIFF and NPY "
+         "files carry no modality; for MR or CT scans give --modality mr or --modality ct"),
+        (lambda r: r.above_seen, "had slices noisier than the model's training range (column 'above_seen'): they "
+                                 "ran scaled down to its heaviest seen level (durr.control.level_scale); restoration "
+                                 "there is an extrapolation, check those outputs"),
+    )
+    for applies, message in notes:
+        count = sum(1 for r in restored if applies(r))
+        if count:
+            text.append(f"  {count} restored scan(s) {message}")
     if counts["failed"]:
         text.append("failed scans:")
         text += [f"  {r.input}: {r.error}" for r in rows if r.status == "failed"]
