@@ -11,8 +11,8 @@ dynamic with the update ``F(a x, a y) / a``.
 
 ``a = min(1, noise_ref / sigma_y)`` per image, with ``sigma_y`` the Haar-MAD noise level of the
 input in the working domain (``durr.control.features.noise_sigma``) and ``noise_ref`` the median
-of that statistic over the training bank's slices at the heaviest fifth of the seen range
-(``fit_noise_ref``): inputs at the seen levels run (almost always) unscaled, heavier ones run as
+of that statistic over the stage-2 rollouts' inputs (training-split slices at seen levels) in the
+heaviest fifth of the seen range (``fit_noise_ref``): inputs at the seen levels run (almost always) unscaled, heavier ones run as
 if at the heaviest seen level. Policy features are ratios to ``sigma_y``, so the policy reads the
 scaled trajectory as it would a seen level's.
 """
