@@ -135,7 +135,7 @@ class DURR(nn.Module):
             raise ValueError("mode='oracle' needs a score function (it uses the clean image)")
         if self.config.noise_ref is None:
             return self._rollout_unscaled(y, mode, cap, score, record)
-        a = level_scale(noise_sigma(y), self.config.noise_ref)[:, None, None, None]
+        a = self.level_factor(y)
         if not bool((a < 1).any()):
             out = self._rollout_unscaled(y, mode, cap, score, record)
         else:
@@ -145,6 +145,11 @@ class DURR(nn.Module):
                 out.trajectory = [t / a for t in out.trajectory]
         out.level_scale = a.flatten()
         return out
+
+    def level_factor(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 1, 1) factor each input ``y`` (B, 1, H, W) runs at: ``durr.control.level_scale``
+        with this model's ``noise_ref`` (ones without one)."""
+        return level_scale(noise_sigma(y), self.config.noise_ref)[:, None, None, None]
 
     def _rollout_unscaled(self, y: torch.Tensor, mode: str, cap: int,
                           score: Callable[[torch.Tensor], torch.Tensor] | None, record: bool) -> Rollout:

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from durr.control.features import noise_sigma, trajectory_features
-from durr.control.level_scale import level_scale
+from durr.control.features import trajectory_features
 from durr.control.normalize import from_model, robust_scale, to_model
 from durr.control.restorer import DURR
 from durr.control.stopping import policy_stops
@@ -48,7 +47,7 @@ def scan_trajectory(model: DURR, degraded: np.ndarray):
     y_phys = torch.from_numpy(degraded)[None, None]
     scale = robust_scale(y_phys, model.config.modality)
     y = to_model(y_phys, scale).contiguous(memory_format=torch.channels_last)
-    a = level_scale(noise_sigma(y), model.config.noise_ref)[:, None, None, None]  # as DURR.rollout does
+    a = model.level_factor(y)  # as DURR.rollout does
     xs = model.to(memory_format=torch.channels_last).unroll(y * a, model.config.max_steps)
     feats = trajectory_features(xs, y * a)[0]
     return from_model(torch.cat(xs) / a, scale, model.config.modality)[:, 0], feats
